@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 RELEASE_DIR := build/release
 TEST_DIR := build/test
-ECHOBOT := $(RELEASE_DIR)/echobot
+ECHOBOT := $(RELEASE_DIR)/src/app/echobot
 
 .PHONY: all run test build build-test bench model clean format
 

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 run_pkgs=(build-essential cmake pkg-config git curl ca-certificates
           libmicrohttpd-dev libwslay-dev libjansson-dev libsodium-dev libsqlite3-dev
-          libpcre2-dev libutf8proc-dev libvips-dev libcurl4-openssl-dev)
+          libpcre2-dev libutf8proc-dev libvips-dev libcurl4-openssl-dev nettle-dev)
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev sqlite3
            python3 python3-pytest python3-requests python3-socketio python3-websocket
            python3-numpy python3-jinja2 chromium)

@@ -17,56 +17,6 @@
 #define ECHO_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define ECHO_PRINTF(a, b)
-/* ---- configuration ---------------------------------------------------- */
-
-/*
- * Settings come from, highest first: flags, the environment, a .env file in
- * the working directory, the defaults of settings.def. Every known setting is
- * listed in settings.def; unknown ECHO_* keys in .env are reported as errors
- * (a typo must not be silently ignored).
- *
- * A config is built once at start-up (single thread) and read-only after
- * config_finish; reads are then safe from any thread.
- */
-enum config_source { CONFIG_DEFAULT = 0, CONFIG_DOTENV = 1, CONFIG_ENVIRON = 2, CONFIG_FLAG = 3 };
-
-typedef struct config config;
-
-config *config_new(void);
-void config_free(config *c);
-/* Reads KEY=VALUE lines (# comments, 'single' / "double" quotes with \n \t \\ \" \$
- * escapes in double quotes, an optional `export ` prefix). A missing file is
- * not an error. A malformed line names file:line and the key, and nothing of
- * the file is applied. */
-int config_load_dotenv(config *c, const char *path, struct echo_err *err);
-/* Takes every known setting present in the process environment. */
-int config_load_environ(config *c, struct echo_err *err);
-/* Sets one setting from the given source; a lower source never overrides a higher one.
- * An unknown key or a value of the wrong type is an error. */
-int config_set(config *c, const char *key, const char *value, enum config_source src,
-               struct echo_err *err);
-/* Validates cross-setting rules and resolves derived values (the instance
- * folder is created, SECRET_KEY is generated into instance/secret_key in
- * development). */
-int config_finish(config *c, struct echo_err *err);
-
-/* The value of a setting (its default when unset); NULL when unset without default.
- * Asking for a key that settings.def does not list is a programmer error. */
-const char *config_get(const config *c, const char *key);
-int64_t config_get_int(const config *c, const char *key);
-bool config_get_bool(const config *c, const char *key);
-enum config_source config_source_of(const config *c, const char *key);
-bool config_is_production(const config *c);
-/* Path of a file inside the instance folder (caller frees). */
-char *config_instance_path(const config *c, const char *name);
-
-/* The standard start-up of a command: .env in the working directory, then the
- * environment. The caller applies its flags with config_set(..., CONFIG_FLAG)
- * and calls config_finish. NULL on error (err filled). */
-config *config_load_default(struct echo_err *err);
-/* Writes the commented .env.example text for every setting. */
-void config_write_example(struct strbuf *out);
-
 #endif
 
 /* ---- errors ------------------------------------------------------------ */

@@ -73,10 +73,11 @@ fail:
 int file_write_atomic(const char *path, const void *data, size_t len, int mode,
                       struct echo_err *err)
 {
+    /* A unique temporary name: two threads may write the same path at once. */
     size_t plen = strlen(path);
-    char *tmp = xmalloc(plen + 32);
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    char *tmp = xmalloc(plen + 16);
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         echo_err_set(err, "cannot create %s: %s", tmp, strerror(errno));
         free(tmp);

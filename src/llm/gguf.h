@@ -79,13 +79,19 @@ struct gguf_tensor {
     uint32_t n_dims;
     uint64_t dims[GGUF_MAX_DIMS]; /* dims[0] is the fastest-varying (row length) */
     uint64_t n_elements;
-    uint64_t size;       /* bytes */
-    const void *data;    /* inside the mapping, aligned as the file says */
+    uint64_t size;    /* bytes */
+    const void *data; /* inside the mapping, aligned as the file says */
 };
 
 typedef struct gguf_file gguf_file;
 
-/* Maps and validates a file. NULL on error with err filled. */
+/* Maps and validates a file. NULL on error with err filled (err->file is the
+ * path; the message names the key or tensor and the byte offset). Refused:
+ * version 1 (and anything but 2 and 3), big-endian files, counts that cannot
+ * fit in the file, duplicate keys or tensor names, nested arrays, more than 4
+ * dimensions or an element count >= 2^63, a row length that is not a whole
+ * number of blocks, tensor data that is misaligned, outside the data section
+ * or overlapping another tensor. */
 gguf_file *gguf_open(const char *path, struct echo_err *err);
 /* Same, over a caller-owned buffer (used by the fuzzer and tests). The buffer
  * must outlive the returned handle. */
@@ -98,9 +104,17 @@ const struct gguf_kv *gguf_kv_at(const gguf_file *f, uint64_t i);
 /* NULL when the key is absent. */
 const struct gguf_kv *gguf_find(const gguf_file *f, const char *key);
 
+/* Layout facts: the alignment in force (general.alignment or 32), the file
+ * offset where tensor data starts, and the file size. */
+uint64_t gguf_alignment(const gguf_file *f);
+uint64_t gguf_data_offset(const gguf_file *f);
+uint64_t gguf_size(const gguf_file *f);
+
 /* Typed look-ups: 0 on success; -1 when absent or of another type (err says
  * which). Integer getters accept any integer type whose value fits. */
 int gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out, struct echo_err *err);
+int gguf_get_i64(const gguf_file *f, const char *key, int64_t *out, struct echo_err *err);
+int gguf_get_bool(const gguf_file *f, const char *key, bool *out, struct echo_err *err);
 int gguf_get_f64(const gguf_file *f, const char *key, double *out, struct echo_err *err);
 int gguf_get_str(const gguf_file *f, const char *key, struct gguf_str *out, struct echo_err *err);
 /* An array value of the given element type. */
@@ -109,18 +123,31 @@ int gguf_get_array(const gguf_file *f, const char *key, enum gguf_type elem_type
 
 /*
  * Walks a string array: *pos starts at 0; each call returns the next element
- * and advances. Bounds were validated at open, so this cannot fail for an
- * array obtained from this file.
+ * and advances (*pos is a byte offset into the elements). Bounds were
+ * validated at open, so this cannot fail for an array obtained from this
+ * file; past the last element it returns an empty string and stays put.
  */
 struct gguf_str gguf_array_next_str(const struct gguf_value *array, uint64_t *pos);
+/* Element i of an integer (or bool) array as int64; -1 when i is out of range,
+ * the array is not of an integer type, or a uint64 element exceeds INT64_MAX. */
+int gguf_array_get_i64(const struct gguf_value *array, uint64_t i, int64_t *out);
+/* "uint32", "string", ... ("unknown" for a number outside the spec). */
+const char *gguf_type_name(enum gguf_type t);
 
 uint64_t gguf_tensor_count(const gguf_file *f);
 const struct gguf_tensor *gguf_tensor_at(const gguf_file *f, uint64_t i);
 const struct gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
 
-/* Name of a tensor type ("q8_0"), or NULL for one Echo does not know. */
+/* Name of a tensor type ("q8_0"), or NULL for one Echo does not know (not in
+ * enum gguf_tensor_type). */
 const char *gguf_tensor_type_name(enum gguf_tensor_type t);
-/* Elements per block and bytes per block; 0 for an unknown type. */
+/* ggml's name of any type whose block layout is known ("q5_K"), NULL for a
+ * number ggml never had or removed; for messages such as "unsupported type". */
+const char *gguf_tensor_type_ggml_name(uint32_t t);
+/* Elements per block and bytes per block of every ggml type whose layout is
+ * known (tensors of those types are accepted by gguf_open even when Echo
+ * cannot compute with them); 0 for an unknown type. A tensor of an unknown
+ * type is refused at open unless it is empty. */
 uint64_t gguf_tensor_block_elems(enum gguf_tensor_type t);
 uint64_t gguf_tensor_block_bytes(enum gguf_tensor_type t);
 
