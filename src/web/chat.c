@@ -462,6 +462,16 @@ web_chat *web_chat_new(const struct web_chat_deps *deps, struct echo_err *err)
         c->max_tokens = 1024;
     if (c->history <= 0)
         c->history = 40;
+    if (c->model) {
+        /* The answer shares the context with the discussion: keep at least
+         * half of a small context for the discussion. */
+        int n_ctx = llm_model_get_info(c->model)->n_ctx;
+        if (c->max_tokens > n_ctx / 2) {
+            log_info("chat: answers limited to %d tokens (half of the model's context of %d)",
+                     n_ctx / 2, n_ctx);
+            c->max_tokens = n_ctx / 2;
+        }
+    }
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->jobs_lock, NULL);
     pthread_cond_init(&c->jobs_cond, NULL);
