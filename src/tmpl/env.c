@@ -183,14 +183,14 @@ void tmpl_syntax_error(const struct template *t, int line, int col, struct echo_
         end++;
     size_t colb = start;
     for (int c = 1; c < col && colb < end; c++)
-        utf8_next(s, end, &colb);
+        tmpl_utf8_next(s, end, &colb);
     size_t from = start;
     while (colb - from > 80) {
-        utf8_next(s, end, &from);
+        tmpl_utf8_next(s, end, &from);
     }
     size_t to = colb;
     while (to < end && to - from < 120)
-        utf8_next(s, end, &to);
+        tmpl_utf8_next(s, end, &to);
 
     char shown[200], caret[200];
     size_t k = 0, m = 0;
@@ -201,7 +201,7 @@ void tmpl_syntax_error(const struct template *t, int line, int col, struct echo_
     }
     for (size_t p = from; p < to && k < sizeof(shown) - 5;) {
         size_t q = p;
-        utf8_next(s, to, &q);
+        tmpl_utf8_next(s, to, &q);
         if (p < colb && m < sizeof(caret) - 2) caret[m++] = s[p] == '\t' ? '\t' : ' ';
         while (p < q)
             shown[k++] = s[p++];
@@ -263,14 +263,14 @@ void tmpl_env_set_global(tmpl_env *env, const char *name, json_t *value)
         if (env->globals[i].name == sym) {
             json_decref(env->globals[i].value);
             env->globals[i].value = value;
-            env->globals[i].tv = tv_from_json(value);
+            env->globals[i].tv = tmpl_tv_from_json(value);
             return;
         }
     }
     env->globals = xrealloc(env->globals, (env->nglobals + 1) * sizeof(*env->globals));
     env->globals[env->nglobals].name = sym;
     env->globals[env->nglobals].value = value;
-    env->globals[env->nglobals].tv = tv_from_json(value);
+    env->globals[env->nglobals].tv = tmpl_tv_from_json(value);
     env->nglobals++;
 }
 
@@ -345,7 +345,7 @@ int tmpl_env_add(tmpl_env *env, const char *name, const char *source, size_t len
         size_t i = 0;
         while (i < len) {
             size_t j = i;
-            uint32_t cp = utf8_next(source, len, &j);
+            uint32_t cp = tmpl_utf8_next(source, len, &j);
             if (source[i] == 0 || (cp == 0xFFFD && j == i + 1)) break;
             if (source[i] == '\n') {
                 line++;

@@ -34,12 +34,12 @@ static int ferr(struct rctx *rc, const struct expr *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return rc_error(rc, e->line, e->col, "%s: %s", e->name ? e->name : "filter", msg);
+    return tmpl_rc_error(rc, e->line, e->col, "%s: %s", e->name ? e->name : "filter", msg);
 }
 
 static bool arg_bool(const struct tval *a, bool def)
 {
-    return MISSING(*a) ? def : tv_truthy(a);
+    return MISSING(*a) ? def : tmpl_tv_truthy(a);
 }
 
 static int arg_int(struct rctx *rc, const struct expr *e, const struct tval *a, int64_t def,
@@ -53,7 +53,7 @@ static int arg_int(struct rctx *rc, const struct expr *e, const struct tval *a, 
         *out = a->kind == TV_BOOL ? a->u.b : a->u.i;
         return 0;
     }
-    return ferr(rc, e, "expected an integer argument, got %s", tv_type_name(a));
+    return ferr(rc, e, "expected an integer argument, got %s", tmpl_tv_type_name(a));
 }
 
 /* str(arg) for a string argument; an absent one gives def. */
@@ -63,17 +63,17 @@ static int arg_str(struct rctx *rc, const struct tval *a, const char *def, struc
         *out = tv_str(def, strlen(def), false);
         return 0;
     }
-    return tv_to_str(rc, a, out);
+    return tmpl_tv_to_str(rc, a, out);
 }
 
 static struct tval list_of(struct rctx *rc, size_t n, bool *ok)
 {
     struct tval v = {.kind = TV_LIST};
-    struct tlist *l = rc_alloc(rc, sizeof(*l));
+    struct tlist *l = tmpl_rc_alloc(rc, sizeof(*l));
     *ok = l != NULL;
     if (!l) return v;
     l->n = n;
-    l->items = n ? rc_alloc(rc, n * sizeof(*l->items)) : NULL;
+    l->items = n ? tmpl_rc_alloc(rc, n * sizeof(*l->items)) : NULL;
     if (n && !l->items) *ok = false;
     v.u.list = l;
     return v;
@@ -84,12 +84,12 @@ static struct tval list_of(struct rctx *rc, size_t n, bool *ok)
 /* Decodes a string into code points in the pool. */
 static uint32_t *decode(struct rctx *rc, const char *s, size_t n, size_t *count)
 {
-    size_t cap = utf8_count(s, n);
-    uint32_t *cps = rc_alloc(rc, (cap ? cap : 1) * sizeof(*cps));
+    size_t cap = tmpl_utf8_count(s, n);
+    uint32_t *cps = tmpl_rc_alloc(rc, (cap ? cap : 1) * sizeof(*cps));
     if (!cps) return NULL;
     size_t k = 0, i = 0;
     while (i < n && k < cap)
-        cps[k++] = utf8_next(s, n, &i);
+        cps[k++] = tmpl_utf8_next(s, n, &i);
     *count = k;
     return cps;
 }
@@ -101,21 +101,21 @@ static int lower_range(struct abuf *b, const uint32_t *cps, size_t from, size_t 
         uint32_t out[3];
         if (cps[i] == 0x3A3) {
             size_t j = i;
-            while (j > from && uni_iscaseignorable(cps[j - 1]))
+            while (j > from && tmpl_uni_iscaseignorable(cps[j - 1]))
                 j--;
-            bool final = j > from && uni_iscased(cps[j - 1]);
+            bool final = j > from && tmpl_uni_iscased(cps[j - 1]);
             if (final) {
                 size_t k = i + 1;
-                while (k < to && uni_iscaseignorable(cps[k]))
+                while (k < to && tmpl_uni_iscaseignorable(cps[k]))
                     k++;
-                final = k == to || !uni_iscased(cps[k]);
+                final = k == to || !tmpl_uni_iscased(cps[k]);
             }
-            if (abuf_putcp(b, final ? 0x3C2 : 0x3C3)) return -1;
+            if (tmpl_abuf_putcp(b, final ? 0x3C2 : 0x3C3)) return -1;
             continue;
         }
-        int n = uni_lower(cps[i], out);
+        int n = tmpl_uni_lower(cps[i], out);
         for (int k = 0; k < n; k++)
-            if (abuf_putcp(b, out[k])) return -1;
+            if (tmpl_abuf_putcp(b, out[k])) return -1;
     }
     return 0;
 }
@@ -125,13 +125,13 @@ static int put_mapped(struct abuf *b, int (*map)(uint32_t, uint32_t[3]), uint32_
     uint32_t out[3];
     int n = map(cp, out);
     for (int k = 0; k < n; k++)
-        if (abuf_putcp(b, out[k])) return -1;
+        if (tmpl_abuf_putcp(b, out[k])) return -1;
     return 0;
 }
 
 static bool title_sep(uint32_t cp)
 {
-    return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || uni_isspace(cp);
+    return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || tmpl_uni_isspace(cp);
 }
 
 enum { CASE_PYTITLE = 10 };
@@ -139,23 +139,23 @@ enum { CASE_PYTITLE = 10 };
 int tmpl_case_map(struct rctx *rc, const struct tval *v, int how, struct tval *out)
 {
     struct tval s;
-    if (tv_to_str(rc, v, &s)) return -1;
+    if (tmpl_tv_to_str(rc, v, &s)) return -1;
     size_t n;
     uint32_t *cps = decode(rc, s.u.s.p, s.u.s.n, &n);
     if (!cps) return -1;
     struct abuf b;
-    abuf_init(&b, rc);
+    tmpl_abuf_init(&b, rc);
     bool safe = s.safe;
     switch (how) {
     case CASE_UPPER:
         for (size_t i = 0; i < n; i++)
-            if (put_mapped(&b, uni_upper, cps[i])) return -1;
+            if (put_mapped(&b, tmpl_uni_upper, cps[i])) return -1;
         break;
     case CASE_LOWER:
         if (lower_range(&b, cps, 0, n)) return -1;
         break;
     case CASE_CAPITALIZE:
-        if (n && (put_mapped(&b, uni_title, cps[0]) || lower_range(&b, cps, 1, n))) return -1;
+        if (n && (put_mapped(&b, tmpl_uni_title, cps[0]) || lower_range(&b, cps, 1, n))) return -1;
         break;
     case CASE_TITLE:
         /* Jinja's title filter: split on runs of [-\s({[<], then
@@ -167,20 +167,20 @@ int tmpl_case_map(struct rctx *rc, const struct tval *v, int how, struct tval *o
             size_t j = i + 1;
             while (j < n && title_sep(cps[j]) == sep)
                 j++;
-            if (put_mapped(&b, uni_upper, cps[i]) || lower_range(&b, cps, i + 1, j)) return -1;
+            if (put_mapped(&b, tmpl_uni_upper, cps[i]) || lower_range(&b, cps, i + 1, j)) return -1;
             i = j;
         }
         break;
     default: { /* Python str.title() */
         bool prev_cased = false;
         for (size_t i = 0; i < n; i++) {
-            if (put_mapped(&b, prev_cased ? uni_lower : uni_title, cps[i])) return -1;
-            prev_cased = uni_iscased(cps[i]);
+            if (put_mapped(&b, prev_cased ? tmpl_uni_lower : tmpl_uni_title, cps[i])) return -1;
+            prev_cased = tmpl_uni_iscased(cps[i]);
         }
         break;
     }
     }
-    *out = abuf_finish(&b, safe);
+    *out = tmpl_abuf_finish(&b, safe);
     return 0;
 }
 
@@ -188,10 +188,10 @@ int tmpl_case_map(struct rctx *rc, const struct tval *v, int how, struct tval *o
 
 static bool in_chars(uint32_t cp, const struct tval *chars)
 {
-    if (!chars) return uni_isspace(cp);
+    if (!chars) return tmpl_uni_isspace(cp);
     size_t i = 0;
     while (i < chars->u.s.n)
-        if (utf8_next(chars->u.s.p, chars->u.s.n, &i) == cp) return true;
+        if (tmpl_utf8_next(chars->u.s.p, chars->u.s.n, &i) == cp) return true;
     return false;
 }
 
@@ -203,14 +203,14 @@ static struct tval strip(const struct tval *s, const struct tval *chars, bool le
     if (left) {
         while (a < n) {
             size_t j = a;
-            if (!in_chars(utf8_next(p, n, &j), chars)) break;
+            if (!in_chars(tmpl_utf8_next(p, n, &j), chars)) break;
             a = j;
         }
     }
     if (right) {
         size_t i = a, last_keep = a;
         while (i < n) {
-            uint32_t cp = utf8_next(p, n, &i);
+            uint32_t cp = tmpl_utf8_next(p, n, &i);
             if (!in_chars(cp, chars)) last_keep = i;
         }
         z = last_keep;
@@ -231,40 +231,41 @@ static int replace_str(struct rctx *rc, const struct tval *s, struct tval old, s
     struct abuf b;
     if (safe) {
         struct tval eo, en;
-        if ((old.safe ? (eo = old, 0) : tv_escape(rc, &old, &eo)) ||
-            (new_.safe ? (en = new_, 0) : tv_escape(rc, &new_, &en)))
+        if ((old.safe ? (eo = old, 0) : tmpl_tv_escape(rc, &old, &eo)) ||
+            (new_.safe ? (en = new_, 0) : tmpl_tv_escape(rc, &new_, &en)))
             return -1;
         old = eo;
         new_ = en;
     }
-    abuf_init(&b, rc);
+    tmpl_abuf_init(&b, rc);
     const char *p = s->u.s.p, *end = p + s->u.s.n;
     int64_t done = 0;
     if (old.u.s.n == 0) {
         /* Python inserts `new` before every character and at the end. */
         size_t i = 0;
         while (count < 0 || done < count) {
-            if (abuf_put(&b, new_.u.s.p, new_.u.s.n)) return -1;
+            if (tmpl_abuf_put(&b, new_.u.s.p, new_.u.s.n)) return -1;
             done++;
             if (i >= s->u.s.n) break;
             size_t j = i;
-            utf8_next(p, s->u.s.n, &j);
-            if (abuf_put(&b, p + i, j - i)) return -1;
+            tmpl_utf8_next(p, s->u.s.n, &j);
+            if (tmpl_abuf_put(&b, p + i, j - i)) return -1;
             i = j;
         }
-        if (i < s->u.s.n && abuf_put(&b, p + i, s->u.s.n - i)) return -1;
-        *out = abuf_finish(&b, safe);
+        if (i < s->u.s.n && tmpl_abuf_put(&b, p + i, s->u.s.n - i)) return -1;
+        *out = tmpl_abuf_finish(&b, safe);
         return 0;
     }
     while (p < end && (count < 0 || done < count)) {
         const char *hit = find_sub(p, (size_t)(end - p), old.u.s.p, old.u.s.n);
         if (!hit) break;
-        if (abuf_put(&b, p, (size_t)(hit - p)) || abuf_put(&b, new_.u.s.p, new_.u.s.n)) return -1;
+        if (tmpl_abuf_put(&b, p, (size_t)(hit - p)) || tmpl_abuf_put(&b, new_.u.s.p, new_.u.s.n))
+            return -1;
         p = hit + old.u.s.n;
         done++;
     }
-    if (abuf_put(&b, p, (size_t)(end - p))) return -1;
-    *out = abuf_finish(&b, safe);
+    if (tmpl_abuf_put(&b, p, (size_t)(end - p))) return -1;
+    *out = tmpl_abuf_finish(&b, safe);
     return 0;
 }
 
@@ -280,7 +281,7 @@ static int split_str(struct rctx *rc, const struct expr *e, const struct tval *s
 #define PUSH(ptr, len)                                                                             \
     do {                                                                                           \
         if (np == cap) {                                                                           \
-            struct tval *more = rc_alloc(rc, 2 * cap * sizeof(*more));                             \
+            struct tval *more = tmpl_rc_alloc(rc, 2 * cap * sizeof(*more));                        \
             if (!more) return -1;                                                                  \
             memcpy(more, items, np * sizeof(*more));                                               \
             items = more;                                                                          \
@@ -294,7 +295,7 @@ static int split_str(struct rctx *rc, const struct expr *e, const struct tval *s
         for (;;) {
             while (i < n) {
                 size_t j = i;
-                if (!uni_isspace(utf8_next(p, n, &j))) break;
+                if (!tmpl_uni_isspace(tmpl_utf8_next(p, n, &j))) break;
                 i = j;
             }
             if (i >= n) break;
@@ -308,7 +309,7 @@ static int split_str(struct rctx *rc, const struct expr *e, const struct tval *s
             size_t start = i;
             while (i < n) {
                 size_t j = i;
-                if (uni_isspace(utf8_next(p, n, &j))) break;
+                if (tmpl_uni_isspace(tmpl_utf8_next(p, n, &j))) break;
                 i = j;
             }
             PUSH(p + start, i - start);
@@ -316,7 +317,7 @@ static int split_str(struct rctx *rc, const struct expr *e, const struct tval *s
         }
     } else {
         if (sep->kind != TV_STR)
-            return ferr(rc, e, "must be str or None, not %s", tv_type_name(sep));
+            return ferr(rc, e, "must be str or None, not %s", tmpl_tv_type_name(sep));
         if (sep->u.s.n == 0) return ferr(rc, e, "empty separator");
         const char *cur = p, *end = p + n;
         int64_t splits = 0;
@@ -351,18 +352,18 @@ static int join_items(struct rctx *rc, const struct tval *sep, const struct tlis
             markup = items->items[i].kind == TV_STR && items->items[i].safe;
     if (!rc->autoescape) markup = false;
     struct abuf b;
-    abuf_init(&b, rc);
+    tmpl_abuf_init(&b, rc);
     for (size_t i = 0; i < items->n; i++) {
-        if (i && (markup && !sep->safe ? html_escape_abuf(&b, sep->u.s.p, sep->u.s.n)
-                                       : abuf_put(&b, sep->u.s.p, sep->u.s.n)))
+        if (i && (markup && !sep->safe ? tmpl_html_escape_abuf(&b, sep->u.s.p, sep->u.s.n)
+                                       : tmpl_abuf_put(&b, sep->u.s.p, sep->u.s.n)))
             return -1;
         struct tval s;
-        if (tv_to_str(rc, &items->items[i], &s)) return -1;
-        if (markup && !s.safe ? html_escape_abuf(&b, s.u.s.p, s.u.s.n)
-                              : abuf_put(&b, s.u.s.p, s.u.s.n))
+        if (tmpl_tv_to_str(rc, &items->items[i], &s)) return -1;
+        if (markup && !s.safe ? tmpl_html_escape_abuf(&b, s.u.s.p, s.u.s.n)
+                              : tmpl_abuf_put(&b, s.u.s.p, s.u.s.n))
             return -1;
     }
-    *out = abuf_finish(&b, markup);
+    *out = tmpl_abuf_finish(&b, markup);
     return 0;
 }
 
@@ -373,9 +374,9 @@ static int join_items(struct rctx *rc, const struct tval *sep, const struct tlis
 static int py_parse_int(const char *s, size_t n, int base, int64_t *out)
 {
     size_t i = 0;
-    while (i < n && uni_isspace((unsigned char)s[i]))
+    while (i < n && tmpl_uni_isspace((unsigned char)s[i]))
         i++;
-    while (n > i && uni_isspace((unsigned char)s[n - 1]))
+    while (n > i && tmpl_uni_isspace((unsigned char)s[n - 1]))
         n--;
     bool neg = false;
     if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
@@ -428,9 +429,9 @@ static int py_parse_int(const char *s, size_t n, int base, int64_t *out)
 static int py_parse_float(const char *s, size_t n, double *out)
 {
     size_t i = 0;
-    while (i < n && uni_isspace((unsigned char)s[i]))
+    while (i < n && tmpl_uni_isspace((unsigned char)s[i]))
         i++;
-    while (n > i && uni_isspace((unsigned char)s[n - 1]))
+    while (n > i && tmpl_uni_isspace((unsigned char)s[n - 1]))
         n--;
     char buf[128];
     size_t k = 0;
@@ -480,7 +481,7 @@ static int f_escape(struct rctx *rc, const struct expr *e, struct tval *v, struc
 {
     (void)e;
     (void)a;
-    return tv_escape(rc, v, v);
+    return tmpl_tv_escape(rc, v, v);
 }
 
 static int f_forceescape(struct rctx *rc, const struct expr *e, struct tval *v, struct tval *a)
@@ -488,14 +489,14 @@ static int f_forceescape(struct rctx *rc, const struct expr *e, struct tval *v, 
     (void)e;
     (void)a;
     v->safe = false;
-    return tv_escape(rc, v, v);
+    return tmpl_tv_escape(rc, v, v);
 }
 
 static int f_safe(struct rctx *rc, const struct expr *e, struct tval *v, struct tval *a)
 {
     (void)e;
     (void)a;
-    if (tv_to_str(rc, v, v)) return -1;
+    if (tmpl_tv_to_str(rc, v, v)) return -1;
     v->safe = true;
     return 0;
 }
@@ -505,7 +506,7 @@ static int f_default(struct rctx *rc, const struct expr *e, struct tval *v, stru
     (void)rc;
     (void)e;
     bool boolean = arg_bool(&a[1], false);
-    if (v->kind == TV_UNDEF || (boolean && !tv_truthy(v)))
+    if (v->kind == TV_UNDEF || (boolean && !tmpl_tv_truthy(v)))
         *v = MISSING(a[0]) ? tv_str("", 0, false) : a[0];
     return 0;
 }
@@ -513,9 +514,11 @@ static int f_default(struct rctx *rc, const struct expr *e, struct tval *v, stru
 static int f_length(struct rctx *rc, const struct expr *e, struct tval *v, struct tval *a)
 {
     (void)a;
-    if (v->kind != TV_UNDEF && v->kind != TV_STR && !tv_is_sequence(v) && !tv_is_mapping(v))
-        return rc_error(rc, e->line, e->col, "object of type '%s' has no len()", tv_type_name(v));
-    *v = tv_int((int64_t)tv_len(v));
+    if (v->kind != TV_UNDEF && v->kind != TV_STR && !tmpl_tv_is_sequence(v) &&
+        !tmpl_tv_is_mapping(v))
+        return tmpl_rc_error(rc, e->line, e->col, "object of type '%s' has no len()",
+                             tmpl_tv_type_name(v));
+    *v = tv_int((int64_t)tmpl_tv_len(v));
     return 0;
 }
 
@@ -550,7 +553,7 @@ static int f_capitalize(struct rctx *rc, const struct expr *e, struct tval *v, s
 static int f_trim(struct rctx *rc, const struct expr *e, struct tval *v, struct tval *a)
 {
     struct tval chars;
-    if (tv_to_str(rc, v, v)) return -1;
+    if (tmpl_tv_to_str(rc, v, v)) return -1;
     if (MISSING(a[0]) || a[0].kind == TV_NONE) {
         *v = strip(v, NULL, true, true);
         return 0;
@@ -568,9 +571,9 @@ static int f_join(struct rctx *rc, const struct expr *e, struct tval *v, struct 
     if (arg_str(rc, &a[0], "", &sep) || tmpl_iterate(rc, e->line, e->col, v, &items)) return -1;
     if (!MISSING(a[1]) && a[1].kind != TV_NONE) {
         struct tval path;
-        if (tv_to_str(rc, &a[1], &path)) return -1;
+        if (tmpl_tv_to_str(rc, &a[1], &path)) return -1;
         struct tlist mapped = {.n = items.n};
-        mapped.items = items.n ? rc_alloc(rc, items.n * sizeof(*mapped.items)) : NULL;
+        mapped.items = items.n ? tmpl_rc_alloc(rc, items.n * sizeof(*mapped.items)) : NULL;
         if (items.n && !mapped.items) return -1;
         for (size_t i = 0; i < items.n; i++)
             if (tmpl_get_path(rc, &items.items[i], path.u.s.p, &mapped.items[i])) return -1;
@@ -584,20 +587,20 @@ static int f_replace(struct rctx *rc, const struct expr *e, struct tval *v, stru
     if (MISSING(a[0]) || MISSING(a[1])) return ferr(rc, e, "missing the old and new strings");
     int64_t count;
     struct tval old, new_;
-    if (arg_int(rc, e, &a[2], -1, &count) || tv_to_str(rc, &a[0], &old) ||
-        tv_to_str(rc, &a[1], &new_))
+    if (arg_int(rc, e, &a[2], -1, &count) || tmpl_tv_to_str(rc, &a[0], &old) ||
+        tmpl_tv_to_str(rc, &a[1], &new_))
         return -1;
     bool safe = false;
     if (rc->autoescape) {
         bool s_safe = v->kind == TV_STR && v->safe;
         if (old.safe || (new_.safe && !s_safe)) {
-            if (tv_escape(rc, v, v)) return -1;
+            if (tmpl_tv_escape(rc, v, v)) return -1;
             safe = true;
         } else {
-            if (tv_to_str(rc, v, v)) return -1;
+            if (tmpl_tv_to_str(rc, v, v)) return -1;
             safe = v->safe;
         }
-    } else if (tv_to_str(rc, v, v)) {
+    } else if (tmpl_tv_to_str(rc, v, v)) {
         return -1;
     }
     return replace_str(rc, v, old, new_, count, safe, v);
@@ -611,7 +614,7 @@ static int f_truncate(struct rctx *rc, const struct expr *e, struct tval *v, str
         arg_int(rc, e, &a[3], 5, &leeway))
         return -1;
     bool killwords = arg_bool(&a[1], false);
-    size_t endlen = utf8_count(end.u.s.p, end.u.s.n);
+    size_t endlen = tmpl_utf8_count(end.u.s.p, end.u.s.n);
     if (length < (int64_t)endlen)
         return ferr(rc, e, "expected length >= %zu, got %lld", endlen, (long long)length);
     if (leeway < 0) return ferr(rc, e, "expected leeway >= 0, got %lld", (long long)leeway);
@@ -619,14 +622,14 @@ static int f_truncate(struct rctx *rc, const struct expr *e, struct tval *v, str
     if (v->kind != TV_STR) {
         /* Jinja returns any short enough sized value as it is; a longer
          * one fails there when "..." is added to the slice. */
-        if (!tv_is_sequence(v) && !tv_is_mapping(v))
-            return ferr(rc, e, "object of type '%s' has no len()", tv_type_name(v));
-        if ((int64_t)tv_len(v) <= length + leeway) return 0;
-        return ferr(rc, e, "can only truncate strings, not %s", tv_type_name(v));
+        if (!tmpl_tv_is_sequence(v) && !tmpl_tv_is_mapping(v))
+            return ferr(rc, e, "object of type '%s' has no len()", tmpl_tv_type_name(v));
+        if ((int64_t)tmpl_tv_len(v) <= length + leeway) return 0;
+        return ferr(rc, e, "can only truncate strings, not %s", tmpl_tv_type_name(v));
     }
-    size_t len = utf8_count(v->u.s.p, v->u.s.n);
+    size_t len = tmpl_utf8_count(v->u.s.p, v->u.s.n);
     if ((int64_t)len <= length + leeway) return 0;
-    size_t keep = utf8_offset(v->u.s.p, v->u.s.n, (size_t)(length - (int64_t)endlen));
+    size_t keep = tmpl_utf8_offset(v->u.s.p, v->u.s.n, (size_t)(length - (int64_t)endlen));
     struct tval head = tv_str(v->u.s.p, keep, v->safe);
     if (!killwords) {
         /* rsplit(" ", 1)[0]: everything before the last space. */
@@ -639,12 +642,12 @@ static int f_truncate(struct rctx *rc, const struct expr *e, struct tval *v, str
         if (sp) head.u.s.n = (size_t)(sp - v->u.s.p);
     }
     struct abuf b;
-    abuf_init(&b, rc);
-    if (abuf_put(&b, head.u.s.p, head.u.s.n) ||
-        (v->safe && !end.safe ? html_escape_abuf(&b, end.u.s.p, end.u.s.n)
-                              : abuf_put(&b, end.u.s.p, end.u.s.n)))
+    tmpl_abuf_init(&b, rc);
+    if (tmpl_abuf_put(&b, head.u.s.p, head.u.s.n) ||
+        (v->safe && !end.safe ? tmpl_html_escape_abuf(&b, end.u.s.p, end.u.s.n)
+                              : tmpl_abuf_put(&b, end.u.s.p, end.u.s.n)))
         return -1;
-    *v = abuf_finish(&b, v->safe);
+    *v = tmpl_abuf_finish(&b, v->safe);
     return 0;
 }
 
@@ -746,8 +749,8 @@ static int f_round(struct rctx *rc, const struct expr *e, struct tval *v, struct
     bool ceil_ = method.u.s.n == 4 && !memcmp(method.u.s.p, "ceil", 4);
     bool floor_ = method.u.s.n == 5 && !memcmp(method.u.s.p, "floor", 5);
     if (!common && !ceil_ && !floor_) return ferr(rc, e, "method must be common, ceil or floor");
-    if (!tv_is_number(v))
-        return ferr(rc, e, "type %s doesn't define __round__ method", tv_type_name(v));
+    if (!tmpl_tv_is_number(v))
+        return ferr(rc, e, "type %s doesn't define __round__ method", tmpl_tv_type_name(v));
     if (common) {
         if (v->kind != TV_FLOAT) {
             int64_t x = v->kind == TV_BOOL ? v->u.b : v->u.i;
@@ -794,7 +797,7 @@ static int f_abs(struct rctx *rc, const struct expr *e, struct tval *v, struct t
         if (x == INT64_MIN) return ferr(rc, e, "integer overflow");
         *v = tv_int(x < 0 ? -x : x);
     } else {
-        return ferr(rc, e, "bad operand type for abs(): '%s'", tv_type_name(v));
+        return ferr(rc, e, "bad operand type for abs(): '%s'", tmpl_tv_type_name(v));
     }
     return 0;
 }
@@ -803,7 +806,7 @@ static int f_string(struct rctx *rc, const struct expr *e, struct tval *v, struc
 {
     (void)e;
     (void)a;
-    return tv_to_str(rc, v, v);
+    return tmpl_tv_to_str(rc, v, v);
 }
 
 static int f_tojson(struct rctx *rc, const struct expr *e, struct tval *v, struct tval *a)
@@ -814,9 +817,9 @@ static int f_tojson(struct rctx *rc, const struct expr *e, struct tval *v, struc
     if (v->kind == TV_UNDEF)
         return ferr(rc, e, "Object of type Undefined is not JSON serializable");
     struct abuf b;
-    abuf_init(&b, rc);
-    if (tv_tojson(rc, e->line, e->col, v, (int)indent, &b)) return -1;
-    *v = abuf_finish(&b, true);
+    tmpl_abuf_init(&b, rc);
+    if (tmpl_tv_tojson(rc, e->line, e->col, v, (int)indent, &b)) return -1;
+    *v = tmpl_abuf_finish(&b, true);
     return 0;
 }
 
@@ -858,10 +861,10 @@ static int f_reverse(struct rctx *rc, const struct expr *e, struct tval *v, stru
     if (tmpl_iterate(rc, e->line, e->col, v, &items)) return -1;
     if (v->kind == TV_STR) {
         struct abuf b;
-        abuf_init(&b, rc);
+        tmpl_abuf_init(&b, rc);
         for (size_t i = items.n; i-- > 0;)
-            if (abuf_put(&b, items.items[i].u.s.p, items.items[i].u.s.n)) return -1;
-        *v = abuf_finish(&b, v->safe);
+            if (tmpl_abuf_put(&b, items.items[i].u.s.p, items.items[i].u.s.n)) return -1;
+        *v = tmpl_abuf_finish(&b, v->safe);
         return 0;
     }
     bool ok;
@@ -880,7 +883,7 @@ static int sort_key(struct rctx *rc, const struct tval *item, const struct tval 
     struct tval k = *item;
     if (attr && !MISSING(*attr) && attr->kind != TV_NONE) {
         struct tval path;
-        if (tv_to_str(rc, attr, &path)) return -1;
+        if (tmpl_tv_to_str(rc, attr, &path)) return -1;
         /* "a,b" sorts by a, then b. */
         const char *p = path.u.s.p;
         if (memchr(p, ',', path.u.s.n)) {
@@ -893,7 +896,7 @@ static int sort_key(struct rctx *rc, const struct tval *item, const struct tval 
             size_t start = 0, k2 = 0;
             for (size_t i = 0; i <= path.u.s.n; i++) {
                 if (i == path.u.s.n || p[i] == ',') {
-                    char *one = rc_strdup(rc, p + start, i - start);
+                    char *one = tmpl_rc_strdup(rc, p + start, i - start);
                     if (!one || tmpl_get_path(rc, item, one, &l.u.list->items[k2])) return -1;
                     if (!case_sensitive && l.u.list->items[k2].kind == TV_STR &&
                         tmpl_case_map(rc, &l.u.list->items[k2], CASE_LOWER, &l.u.list->items[k2]))
@@ -928,9 +931,9 @@ static int merge_sort(struct rctx *rc, const struct expr *e, struct sort_item *a
     size_t i = 0, j = h, k = 0;
     while (i < h && j < n) {
         int c;
-        if (tv_compare(reverse ? &a[i].key : &a[j].key, reverse ? &a[j].key : &a[i].key, &c))
+        if (tmpl_tv_compare(reverse ? &a[i].key : &a[j].key, reverse ? &a[j].key : &a[i].key, &c))
             return ferr(rc, e, "'<' not supported between instances of '%s' and '%s'",
-                        tv_type_name(&a[j].key), tv_type_name(&a[i].key));
+                        tmpl_tv_type_name(&a[j].key), tmpl_tv_type_name(&a[i].key));
         /* Take from the right only when strictly smaller: stability. */
         if (c < 0)
             tmp[k++] = a[j++];
@@ -950,8 +953,8 @@ static int sort_items(struct rctx *rc, const struct expr *e, const struct tlist 
                       struct sort_item **out)
 {
     size_t n = items->n;
-    struct sort_item *a = rc_alloc(rc, (n ? n : 1) * sizeof(*a));
-    struct sort_item *tmp = rc_alloc(rc, (n ? n : 1) * sizeof(*tmp));
+    struct sort_item *a = tmpl_rc_alloc(rc, (n ? n : 1) * sizeof(*a));
+    struct sort_item *tmp = tmpl_rc_alloc(rc, (n ? n : 1) * sizeof(*tmp));
     if (!a || !tmp) return -1;
     for (size_t i = 0; i < n; i++) {
         a[i].val = items->items[i];
@@ -982,11 +985,11 @@ static int mapping_pairs(struct rctx *rc, const struct expr *e, const struct tva
                          struct tlist *pairs)
 {
     struct tlist keys;
-    if (!tv_is_mapping(v) || v->kind == TV_NAMESPACE)
+    if (!tmpl_tv_is_mapping(v) || v->kind == TV_NAMESPACE)
         return ferr(rc, e, "can only get item pairs from a mapping");
     if (tmpl_iterate(rc, e->line, e->col, v, &keys)) return -1;
     pairs->n = keys.n;
-    pairs->items = keys.n ? rc_alloc(rc, keys.n * sizeof(*pairs->items)) : NULL;
+    pairs->items = keys.n ? tmpl_rc_alloc(rc, keys.n * sizeof(*pairs->items)) : NULL;
     if (keys.n && !pairs->items) return -1;
     for (size_t i = 0; i < keys.n; i++) {
         bool ok;
@@ -1049,7 +1052,7 @@ static int f_sum(struct rctx *rc, const struct expr *e, struct tval *v, struct t
         struct tval item = items.items[i];
         if (!MISSING(a[0]) && a[0].kind != TV_NONE) {
             struct tval path;
-            if (tv_to_str(rc, &a[0], &path) ||
+            if (tmpl_tv_to_str(rc, &a[0], &path) ||
                 tmpl_get_path(rc, &items.items[i], path.u.s.p, &item))
                 return -1;
         }
@@ -1076,9 +1079,9 @@ static int min_max(struct rctx *rc, const struct expr *e, struct tval *v, struct
         struct tval key;
         int c;
         if (sort_key(rc, &items.items[i], &a[1], cs, &key)) return -1;
-        if (tv_compare(&key, &best_key, &c))
+        if (tmpl_tv_compare(&key, &best_key, &c))
             return ferr(rc, e, "'<' not supported between instances of '%s' and '%s'",
-                        tv_type_name(&key), tv_type_name(&best_key));
+                        tmpl_tv_type_name(&key), tmpl_tv_type_name(&best_key));
         if (want_max ? c > 0 : c < 0) {
             best = i;
             best_key = key;
@@ -1104,15 +1107,16 @@ static int f_unique(struct rctx *rc, const struct expr *e, struct tval *v, struc
     if (tmpl_iterate(rc, e->line, e->col, v, &items)) return -1;
     bool cs = arg_bool(&a[0], false), ok;
     struct tval l = list_of(rc, items.n, &ok);
-    struct tval *keys = rc_alloc(rc, (items.n ? items.n : 1) * sizeof(*keys));
+    struct tval *keys = tmpl_rc_alloc(rc, (items.n ? items.n : 1) * sizeof(*keys));
     if (!ok || !keys) return -1;
     size_t k = 0;
     for (size_t i = 0; i < items.n; i++) {
         struct tval key;
         if (sort_key(rc, &items.items[i], &a[1], cs, &key)) return -1;
         bool seen = false;
+        if (tmpl_count_steps(rc, e->line, e->col, k)) return -1;
         for (size_t j = 0; j < k && !seen; j++)
-            seen = tv_equal(&keys[j], &key);
+            seen = tmpl_tv_equal(&keys[j], &key);
         if (!seen) {
             keys[k] = key;
             l.u.list->items[k++] = items.items[i];
@@ -1154,14 +1158,14 @@ static int f_map(struct rctx *rc, const struct expr *e, struct tval *v, struct t
 {
     struct tlist items = {0};
     /* Jinja maps only a truthy value ("if value:"); none|map is empty. */
-    if (tv_truthy(v) && tmpl_iterate(rc, e->line, e->col, v, &items)) return -1;
+    if (tmpl_tv_truthy(v) && tmpl_iterate(rc, e->line, e->col, v, &items)) return -1;
     bool ok;
     struct tval out = list_of(rc, items.n, &ok);
     if (!ok) return -1;
     if (!MISSING(a[3])) {
         struct tval path;
         if (!MISSING(a[0])) return ferr(rc, e, "give either a filter name or attribute=, not both");
-        if (tv_to_str(rc, &a[3], &path)) return -1;
+        if (tmpl_tv_to_str(rc, &a[3], &path)) return -1;
         for (size_t i = 0; i < items.n; i++) {
             struct tval r;
             if (tmpl_get_path(rc, &items.items[i], path.u.s.p, &r)) return -1;
@@ -1189,7 +1193,7 @@ static int f_map(struct rctx *rc, const struct expr *e, struct tval *v, struct t
         struct tval copy[TMPL_MAX_PARAMS];
         memcpy(copy, args, sizeof(copy));
         if (r.kind == TV_UNDEF && !f->undefined_ok)
-            return rc_undefined_error(rc, e->line, e->col, &r);
+            return tmpl_rc_undefined_error(rc, e->line, e->col, &r);
         if (f->fn(rc, &fe, &r, copy)) return -1;
         out.u.list->items[i] = r;
     }
@@ -1201,7 +1205,7 @@ static int run_test(struct rctx *rc, const struct expr *e, const struct tval *te
                     const struct tval *arg, const struct tval *item, bool *result)
 {
     if (MISSING(*testname) || testname->kind == TV_NONE) {
-        *result = tv_truthy(item);
+        *result = tmpl_tv_truthy(item);
         return 0;
     }
     if (testname->kind != TV_STR) return ferr(rc, e, "the test name must be a string");
@@ -1221,14 +1225,14 @@ static int select_impl(struct rctx *rc, const struct expr *e, struct tval *v, st
                        bool by_attr, bool keep)
 {
     struct tlist items = {0};
-    if (tv_truthy(v) && tmpl_iterate(rc, e->line, e->col, v, &items)) return -1;
+    if (tmpl_tv_truthy(v) && tmpl_iterate(rc, e->line, e->col, v, &items)) return -1;
     bool ok;
     struct tval out = list_of(rc, items.n, &ok);
     if (!ok) return -1;
     struct tval path;
     if (by_attr) {
         if (MISSING(a[0])) return ferr(rc, e, "missing the attribute name");
-        if (tv_to_str(rc, &a[0], &path)) return -1;
+        if (tmpl_tv_to_str(rc, &a[0], &path)) return -1;
     }
     size_t k = 0;
     for (size_t i = 0; i < items.n; i++) {
@@ -1271,12 +1275,12 @@ static int url_quote(struct abuf *b, const struct tval *s, bool for_qs)
         bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '.' || c == '-' || c == '~' || (c == '/' && !for_qs);
         if (keep) {
-            if (abuf_putc(b, (char)c)) return -1;
+            if (tmpl_abuf_putc(b, (char)c)) return -1;
         } else if (c == ' ' && for_qs) {
-            if (abuf_putc(b, '+')) return -1;
+            if (tmpl_abuf_putc(b, '+')) return -1;
         } else {
             char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-            if (abuf_put(b, esc, 3)) return -1;
+            if (tmpl_abuf_put(b, esc, 3)) return -1;
         }
     }
     return 0;
@@ -1286,15 +1290,15 @@ static int f_urlencode(struct rctx *rc, const struct expr *e, struct tval *v, st
 {
     (void)a;
     struct abuf b;
-    abuf_init(&b, rc);
-    if (v->kind == TV_STR || (!tv_is_sequence(v) && !tv_is_mapping(v))) {
+    tmpl_abuf_init(&b, rc);
+    if (v->kind == TV_STR || (!tmpl_tv_is_sequence(v) && !tmpl_tv_is_mapping(v))) {
         struct tval s;
-        if (tv_to_str(rc, v, &s) || url_quote(&b, &s, false)) return -1;
-        *v = abuf_finish(&b, false);
+        if (tmpl_tv_to_str(rc, v, &s) || url_quote(&b, &s, false)) return -1;
+        *v = tmpl_abuf_finish(&b, false);
         return 0;
     }
     struct tlist pairs;
-    if (tv_is_mapping(v)) {
+    if (tmpl_tv_is_mapping(v)) {
         if (mapping_pairs(rc, e, v, &pairs)) return -1;
     } else if (tmpl_iterate(rc, e->line, e->col, v, &pairs)) {
         return -1;
@@ -1304,12 +1308,12 @@ static int f_urlencode(struct rctx *rc, const struct expr *e, struct tval *v, st
         struct tval k, val;
         if (tmpl_iterate(rc, e->line, e->col, &pairs.items[i], &kv)) return -1;
         if (kv.n != 2) return ferr(rc, e, "expected (key, value) pairs");
-        if ((i && abuf_putc(&b, '&')) || tv_to_str(rc, &kv.items[0], &k) ||
-            url_quote(&b, &k, true) || abuf_putc(&b, '=') || tv_to_str(rc, &kv.items[1], &val) ||
-            url_quote(&b, &val, true))
+        if ((i && tmpl_abuf_putc(&b, '&')) || tmpl_tv_to_str(rc, &kv.items[0], &k) ||
+            url_quote(&b, &k, true) || tmpl_abuf_putc(&b, '=') ||
+            tmpl_tv_to_str(rc, &kv.items[1], &val) || url_quote(&b, &val, true))
             return -1;
     }
-    *v = abuf_finish(&b, false);
+    *v = tmpl_abuf_finish(&b, false);
     return 0;
 }
 
@@ -1318,12 +1322,12 @@ static int f_wordcount(struct rctx *rc, const struct expr *e, struct tval *v, st
     (void)e;
     (void)a;
     struct tval s;
-    if (tv_to_str(rc, v, &s)) return -1;
+    if (tmpl_tv_to_str(rc, v, &s)) return -1;
     int64_t words = 0;
     bool in_word = false;
     for (size_t i = 0; i < s.u.s.n;) {
-        uint32_t cp = utf8_next(s.u.s.p, s.u.s.n, &i);
-        bool w = cp == '_' || uni_isalnum(cp);
+        uint32_t cp = tmpl_utf8_next(s.u.s.p, s.u.s.n, &i);
+        bool w = cp == '_' || tmpl_uni_isalnum(cp);
         if (w && !in_word) words++;
         in_word = w;
     }
@@ -1338,13 +1342,13 @@ static int f_xmlattr(struct rctx *rc, const struct expr *e, struct tval *v, stru
     if (mapping_pairs(rc, e, v, &pairs)) return -1;
     bool autospace = arg_bool(&a[0], true);
     struct abuf b;
-    abuf_init(&b, rc);
+    tmpl_abuf_init(&b, rc);
     bool first = true;
     for (size_t i = 0; i < pairs.n; i++) {
         struct tval *kv = pairs.items[i].u.list->items;
         if (kv[1].kind == TV_NONE || kv[1].kind == TV_UNDEF) continue;
         struct tval k, val;
-        if (tv_to_str(rc, &kv[0], &k) || tv_escape(rc, &kv[1], &val)) return -1;
+        if (tmpl_tv_to_str(rc, &kv[0], &k) || tmpl_tv_escape(rc, &kv[1], &val)) return -1;
         /* An attribute name that could break out of the tag is refused. */
         for (size_t j = 0; j < k.u.s.n; j++) {
             unsigned char c = (unsigned char)k.u.s.p[j];
@@ -1352,13 +1356,13 @@ static int f_xmlattr(struct rctx *rc, const struct expr *e, struct tval *v, stru
                 return ferr(rc, e, "invalid character in attribute name");
         }
         if (k.u.s.n == 0) return ferr(rc, e, "empty attribute name");
-        if (((autospace || !first) && abuf_putc(&b, ' ')) ||
-            html_escape_abuf(&b, k.u.s.p, k.u.s.n) || abuf_put(&b, "=\"", 2) ||
-            abuf_put(&b, val.u.s.p, val.u.s.n) || abuf_putc(&b, '"'))
+        if (((autospace || !first) && tmpl_abuf_putc(&b, ' ')) ||
+            tmpl_html_escape_abuf(&b, k.u.s.p, k.u.s.n) || tmpl_abuf_put(&b, "=\"", 2) ||
+            tmpl_abuf_put(&b, val.u.s.p, val.u.s.n) || tmpl_abuf_putc(&b, '"'))
             return -1;
         first = false;
     }
-    *v = abuf_finish(&b, true);
+    *v = tmpl_abuf_finish(&b, true);
     return 0;
 }
 
@@ -1602,7 +1606,8 @@ static int f_datetime(struct rctx *rc, const struct expr *e, struct tval *v, str
             return ferr(rc, e, "'%.*s' is not an ISO 8601 date/time",
                         (int)(v->u.s.n > 60 ? 60 : v->u.s.n), v->u.s.p);
     } else {
-        return ferr(rc, e, "expected a timestamp or an ISO 8601 string, got %s", tv_type_name(v));
+        return ferr(rc, e, "expected a timestamp or an ISO 8601 string, got %s",
+                    tmpl_tv_type_name(v));
     }
     /* %f, %z and %Z are Python's (microseconds; offset and zone only for an
      * aware time); the rest is C strftime in the "C" locale. */
@@ -1639,7 +1644,7 @@ static int f_datetime(struct rctx *rc, const struct expr *e, struct tval *v, str
     if (n == (size_t)-1) n = k ? strftime(out, sizeof(out), cfmt, &tm) : 0;
     /* In the "C" locale no conversion is empty, so 0 means no room. */
     if (n == 0 && k > 0) return ferr(rc, e, "formatted date too long");
-    char *copy = rc_strdup(rc, out, n);
+    char *copy = tmpl_rc_strdup(rc, out, n);
     if (!copy) return -1;
     *v = tv_str(copy, n, false);
     return 0;
@@ -1651,8 +1656,8 @@ static int f_underscore_separate(struct rctx *rc, const struct expr *e, struct t
     (void)e;
     (void)a;
     struct tval s;
-    if (tv_to_str(rc, v, &s)) return -1;
-    char *copy = rc_strdup(rc, s.u.s.p, s.u.s.n);
+    if (tmpl_tv_to_str(rc, v, &s)) return -1;
+    char *copy = tmpl_rc_strdup(rc, s.u.s.p, s.u.s.n);
     if (!copy) return -1;
     for (size_t i = 0; i < s.u.s.n; i++)
         if (copy[i] == '_') copy[i] = ' ';
@@ -1664,7 +1669,7 @@ static int f_get_att(struct rctx *rc, const struct expr *e, struct tval *v, stru
 {
     if (MISSING(a[0])) return ferr(rc, e, "missing the attribute name");
     struct tval name;
-    if (tv_to_str(rc, &a[0], &name)) return -1;
+    if (tmpl_tv_to_str(rc, &a[0], &name)) return -1;
     return tmpl_getattr(rc, v, name.u.s.p, name.u.s.n, v);
 }
 
@@ -1798,7 +1803,7 @@ TEST(t_number)
     (void)rc;
     (void)e;
     (void)a;
-    *r = tv_is_number(v);
+    *r = tmpl_tv_is_number(v);
     return 0;
 }
 TEST(t_string)
@@ -1814,7 +1819,7 @@ TEST(t_mapping)
     (void)rc;
     (void)e;
     (void)a;
-    *r = tv_is_mapping(v) && v->kind != TV_NAMESPACE;
+    *r = tmpl_tv_is_mapping(v) && v->kind != TV_NAMESPACE;
     return 0;
 }
 TEST(t_sequence)
@@ -1823,8 +1828,8 @@ TEST(t_sequence)
     (void)e;
     (void)a;
     /* Jinja checks len() and [] : strings, lists, dicts and Undefined. */
-    *r = v->kind == TV_STR || v->kind == TV_UNDEF || tv_is_sequence(v) ||
-         (tv_is_mapping(v) && v->kind != TV_NAMESPACE);
+    *r = v->kind == TV_STR || v->kind == TV_UNDEF || tmpl_tv_is_sequence(v) ||
+         (tmpl_tv_is_mapping(v) && v->kind != TV_NAMESPACE);
     return 0;
 }
 TEST(t_iterable)
@@ -1832,8 +1837,8 @@ TEST(t_iterable)
     (void)rc;
     (void)e;
     (void)a;
-    *r = v->kind == TV_STR || v->kind == TV_UNDEF || tv_is_sequence(v) ||
-         (tv_is_mapping(v) && v->kind != TV_NAMESPACE);
+    *r = v->kind == TV_STR || v->kind == TV_UNDEF || tmpl_tv_is_sequence(v) ||
+         (tmpl_tv_is_mapping(v) && v->kind != TV_NAMESPACE);
     return 0;
 }
 TEST(t_callable)
@@ -1885,7 +1890,7 @@ static int mod_test(struct rctx *rc, const struct expr *e, const struct tval *v,
     struct tval m;
     if (tmpl_arith(rc, e, OP_MOD, v, d, &m)) return -1;
     struct tval w = tv_int(want);
-    *r = tv_equal(&m, &w);
+    *r = tmpl_tv_equal(&m, &w);
     return 0;
 }
 
@@ -1903,20 +1908,20 @@ TEST(t_odd)
 }
 TEST(t_divisibleby)
 {
-    if (MISSING(a[0])) return rc_error(rc, e->line, e->col, "divisibleby needs a number");
+    if (MISSING(a[0])) return tmpl_rc_error(rc, e->line, e->col, "divisibleby needs a number");
     return mod_test(rc, e, v, &a[0], 0, r);
 }
 
 static int case_test(struct rctx *rc, const struct tval *v, bool want_lower, bool *r)
 {
     struct tval s;
-    if (tv_to_str(rc, v, &s)) return -1;
+    if (tmpl_tv_to_str(rc, v, &s)) return -1;
     bool cased = false, ok = true;
     for (size_t i = 0; i < s.u.s.n && ok;) {
-        uint32_t cp = utf8_next(s.u.s.p, s.u.s.n, &i);
-        if (want_lower ? uni_isupper(cp) : uni_islower(cp))
+        uint32_t cp = tmpl_utf8_next(s.u.s.p, s.u.s.n, &i);
+        if (want_lower ? tmpl_uni_isupper(cp) : tmpl_uni_islower(cp))
             ok = false;
-        else if (want_lower ? uni_islower(cp) : uni_isupper(cp))
+        else if (want_lower ? tmpl_uni_islower(cp) : tmpl_uni_isupper(cp))
             cased = true;
     }
     *r = ok && cased;
@@ -1940,7 +1945,7 @@ static int cmp_test(struct rctx *rc, const struct expr *e, const struct tval *v,
                     const struct tval *other, int op, bool *r)
 {
     if (MISSING(*other))
-        return rc_error(rc, e->line, e->col, "the test needs a value to compare with");
+        return tmpl_rc_error(rc, e->line, e->col, "the test needs a value to compare with");
     return tmpl_compare_op(rc, e, op, v, other, r);
 }
 
@@ -2045,7 +2050,7 @@ int tmpl_str_method(struct rctx *rc, const struct expr *call, const struct tval 
             cands = *args[0].u.list;
         } else {
             return ferr(rc, &e, "first arg must be str or a tuple of str, not %s",
-                        tv_type_name(&args[0]));
+                        tmpl_tv_type_name(&args[0]));
         }
         bool starts = name[0] == 's';
         *out = tv_bool(false);
@@ -2081,32 +2086,32 @@ int tmpl_str_method(struct rctx *rc, const struct expr *call, const struct tval 
         for (size_t i = 0; i < items.n; i++)
             if (items.items[i].kind != TV_STR)
                 return ferr(rc, &e, "sequence item %zu: expected str instance, %s found", i,
-                            tv_type_name(&items.items[i]));
+                            tmpl_tv_type_name(&items.items[i]));
         /* str.join is plain; Markup.join escapes the plain items. */
         struct abuf b;
-        abuf_init(&b, rc);
+        tmpl_abuf_init(&b, rc);
         for (size_t i = 0; i < items.n; i++) {
             const struct tval *it = &items.items[i];
-            if ((i && abuf_put(&b, s->u.s.p, s->u.s.n)) ||
-                (s->safe && !it->safe ? html_escape_abuf(&b, it->u.s.p, it->u.s.n)
-                                      : abuf_put(&b, it->u.s.p, it->u.s.n)))
+            if ((i && tmpl_abuf_put(&b, s->u.s.p, s->u.s.n)) ||
+                (s->safe && !it->safe ? tmpl_html_escape_abuf(&b, it->u.s.p, it->u.s.n)
+                                      : tmpl_abuf_put(&b, it->u.s.p, it->u.s.n)))
                 return -1;
         }
-        *out = abuf_finish(&b, s->safe);
+        *out = tmpl_abuf_finish(&b, s->safe);
         return 1;
     }
     if (is_name(name, "count") || is_name(name, "find")) {
         NARGS(1, 1);
         if (args[0].kind != TV_STR)
-            return ferr(rc, &e, "must be str, not %s", tv_type_name(&args[0]));
+            return ferr(rc, &e, "must be str, not %s", tmpl_tv_type_name(&args[0]));
         const struct tval *sub = &args[0];
         if (name[0] == 'f') {
             const char *hit = find_sub(s->u.s.p, s->u.s.n, sub->u.s.p, sub->u.s.n);
-            *out = tv_int(hit ? (int64_t)utf8_count(s->u.s.p, (size_t)(hit - s->u.s.p)) : -1);
+            *out = tv_int(hit ? (int64_t)tmpl_utf8_count(s->u.s.p, (size_t)(hit - s->u.s.p)) : -1);
             return 1;
         }
         if (sub->u.s.n == 0) {
-            *out = tv_int((int64_t)utf8_count(s->u.s.p, s->u.s.n) + 1);
+            *out = tv_int((int64_t)tmpl_utf8_count(s->u.s.p, s->u.s.n) + 1);
             return 1;
         }
         int64_t count = 0;

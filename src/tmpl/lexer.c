@@ -42,7 +42,7 @@ void tmpl_pos(const struct template *t, size_t off, int *line, int *col)
             c = 1;
             i++;
         } else {
-            utf8_next(t->src, t->len, &i);
+            tmpl_utf8_next(t->src, t->len, &i);
             c++;
         }
     }
@@ -62,7 +62,7 @@ static void lx_pos(struct lexer *lx, size_t off, int *line, int *col)
             lx->cur_col = 1;
             lx->cur_off++;
         } else {
-            utf8_next(lx->s, lx->n, &lx->cur_off);
+            tmpl_utf8_next(lx->s, lx->n, &lx->cur_off);
             lx->cur_col++;
         }
     }
@@ -96,12 +96,12 @@ static bool is_space_at(const char *s, size_t n, size_t i, size_t *len)
     unsigned char c = (unsigned char)s[i];
     if (c < 0x80) {
         *len = 1;
-        return uni_isspace(c);
+        return tmpl_uni_isspace(c);
     }
     size_t j = i;
-    uint32_t cp = utf8_next(s, n, &j);
+    uint32_t cp = tmpl_utf8_next(s, n, &j);
     *len = j - i;
-    return uni_isspace(cp);
+    return tmpl_uni_isspace(cp);
 }
 
 static size_t skip_space(const char *s, size_t n, size_t i)
@@ -230,7 +230,7 @@ static int decode_string(struct lexer *lx, size_t off, const char *s, size_t n, 
             cp = (uint32_t)(c - '0');
             for (int m = 0; m < 2 && i < n && s[i] >= '0' && s[i] <= '7'; m++)
                 cp = cp * 8 + (uint32_t)(s[i++] - '0');
-            k += utf8_put(d + k, cp);
+            k += tmpl_utf8_put(d + k, cp);
             continue;
         case 'N':
             return lx_error(lx, off, "%s", "\\N{...} escapes are not supported");
@@ -254,7 +254,7 @@ static int decode_string(struct lexer *lx, size_t off, const char *s, size_t n, 
         if (cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))
             return lx_error(lx, off, "%s", "escape is not a valid Unicode character");
         /* \xNN with NN >= 0x80 is a code point, as in Python (not a byte). */
-        k += utf8_put(d + k, cp);
+        k += tmpl_utf8_put(d + k, cp);
     }
     d[k] = 0;
     tk->p = d;
@@ -367,9 +367,9 @@ static bool name_start(const char *s, size_t n, size_t i, size_t *len)
         return c == '_' || ((c | 32) >= 'a' && (c | 32) <= 'z');
     }
     size_t j = i;
-    uint32_t cp = utf8_next(s, n, &j);
+    uint32_t cp = tmpl_utf8_next(s, n, &j);
     *len = j - i;
-    return uni_isalnum(cp) && !(cp >= '0' && cp <= '9');
+    return tmpl_uni_isalnum(cp) && !(cp >= '0' && cp <= '9');
 }
 
 static bool name_char(const char *s, size_t n, size_t i, size_t *len)
@@ -380,9 +380,9 @@ static bool name_char(const char *s, size_t n, size_t i, size_t *len)
         return c == '_' || is_digit((char)c) || ((c | 32) >= 'a' && (c | 32) <= 'z');
     }
     size_t j = i;
-    uint32_t cp = utf8_next(s, n, &j);
+    uint32_t cp = tmpl_utf8_next(s, n, &j);
     *len = j - i;
-    return uni_isalnum(cp);
+    return tmpl_uni_isalnum(cp);
 }
 
 struct op_spelling {
@@ -497,7 +497,7 @@ static size_t lex_tag(struct lexer *lx, size_t i, bool is_block, bool *strip_aft
             if (!op) {
                 char what[8] = {0};
                 size_t j = i;
-                utf8_next(s, n, &j);
+                tmpl_utf8_next(s, n, &j);
                 memcpy(what, s + i, j - i);
                 lx_error(lx, i, "unexpected character '%s'", what);
                 return 0;

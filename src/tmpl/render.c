@@ -137,7 +137,7 @@ static int rc_error_v(struct rctx *rc, int line, int col, const char *fmt, va_li
     return -1;
 }
 
-int rc_error(struct rctx *rc, int line, int col, const char *fmt, ...)
+int tmpl_rc_error(struct rctx *rc, int line, int col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -146,14 +146,14 @@ int rc_error(struct rctx *rc, int line, int col, const char *fmt, ...)
     return -1;
 }
 
-int rc_undefined_error(struct rctx *rc, int line, int col, const struct tval *v)
+int tmpl_rc_undefined_error(struct rctx *rc, int line, int col, const struct tval *v)
 {
     if (v->kind == TV_UNDEF && v->u.s.p)
-        return rc_error(rc, line, col, "'%s' is undefined", v->u.s.p);
-    return rc_error(rc, line, col, "an undefined value was used");
+        return tmpl_rc_error(rc, line, col, "'%s' is undefined", v->u.s.p);
+    return tmpl_rc_error(rc, line, col, "an undefined value was used");
 }
 
-void *rc_alloc(struct rctx *rc, size_t n)
+void *tmpl_rc_alloc(struct rctx *rc, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     if (n <= rc->pool.left) {
@@ -164,7 +164,7 @@ void *rc_alloc(struct rctx *rc, size_t n)
     }
     size_t size = n > 32768 ? n : 32768;
     if (rc->pool.total + size > rc->pool.limit) {
-        rc_error(rc, 0, 0, "the render needs more than %zu bytes of memory", rc->pool.limit);
+        tmpl_rc_error(rc, 0, 0, "the render needs more than %zu bytes of memory", rc->pool.limit);
         return NULL;
     }
     struct pool_block *b = xmalloc(sizeof(*b) + size);
@@ -177,9 +177,9 @@ void *rc_alloc(struct rctx *rc, size_t n)
     return b->data;
 }
 
-char *rc_strdup(struct rctx *rc, const char *s, size_t n)
+char *tmpl_rc_strdup(struct rctx *rc, const char *s, size_t n)
 {
-    char *p = rc_alloc(rc, n + 1);
+    char *p = tmpl_rc_alloc(rc, n + 1);
     if (!p) return NULL;
     memcpy(p, s, n);
     p[n] = 0;
@@ -197,7 +197,7 @@ void tmpl_keep(struct rctx *rc, json_t *j)
 
 /* ---- string builder in the pool ---- */
 
-void abuf_init(struct abuf *b, struct rctx *rc)
+void tmpl_abuf_init(struct abuf *b, struct rctx *rc)
 {
     b->rc = rc;
     b->p = NULL;
@@ -221,7 +221,7 @@ static int abuf_reserve(struct abuf *b, size_t extra)
     size_t cap = b->cap ? b->cap * 2 : 64;
     while (cap < need)
         cap *= 2;
-    char *p = rc_alloc(b->rc, cap);
+    char *p = tmpl_rc_alloc(b->rc, cap);
     if (!p) return -1;
     if (b->n) memcpy(p, b->p, b->n);
     b->p = p;
@@ -229,7 +229,7 @@ static int abuf_reserve(struct abuf *b, size_t extra)
     return 0;
 }
 
-int abuf_put(struct abuf *b, const char *s, size_t n)
+int tmpl_abuf_put(struct abuf *b, const char *s, size_t n)
 {
     if (abuf_reserve(b, n)) return -1;
     if (n) memcpy(b->p + b->n, s, n);
@@ -237,20 +237,20 @@ int abuf_put(struct abuf *b, const char *s, size_t n)
     return 0;
 }
 
-int abuf_putc(struct abuf *b, char c)
+int tmpl_abuf_putc(struct abuf *b, char c)
 {
     if (abuf_reserve(b, 1)) return -1;
     b->p[b->n++] = c;
     return 0;
 }
 
-int abuf_putcp(struct abuf *b, uint32_t cp)
+int tmpl_abuf_putcp(struct abuf *b, uint32_t cp)
 {
     char tmp[4];
-    return abuf_put(b, tmp, utf8_put(tmp, cp));
+    return tmpl_abuf_put(b, tmp, tmpl_utf8_put(tmp, cp));
 }
 
-struct tval abuf_finish(struct abuf *b, bool safe)
+struct tval tmpl_abuf_finish(struct abuf *b, bool safe)
 {
     if (!b->p) return tv_str("", 0, safe);
     b->p[b->n] = 0;
@@ -261,7 +261,7 @@ struct tval abuf_finish(struct abuf *b, bool safe)
 
 static struct scope *scope_new(struct rctx *rc, struct scope *parent)
 {
-    struct scope *s = rc_alloc(rc, sizeof(*s));
+    struct scope *s = tmpl_rc_alloc(rc, sizeof(*s));
     if (!s) return NULL;
     s->parent = parent;
     s->ctx = NULL;
@@ -286,7 +286,7 @@ static int scope_set(struct rctx *rc, struct scope *s, const char *name, const s
         return 0;
     }
     if (s->n == s->cap) {
-        struct var *vars = rc_alloc(rc, 2 * s->cap * sizeof(*vars));
+        struct var *vars = tmpl_rc_alloc(rc, 2 * s->cap * sizeof(*vars));
         if (!vars) return -1;
         memcpy(vars, s->vars, s->n * sizeof(*vars));
         s->vars = vars;
@@ -313,7 +313,7 @@ static struct tval lookup(const struct rctx *rc, const struct scope *sc, const c
             if (s->vars[i].name == name) return s->vars[i].val;
         if (s->ctx) {
             json_t *j = json_object_get(s->ctx, name);
-            if (j) return tv_from_json(j);
+            if (j) return tmpl_tv_from_json(j);
         }
     }
     const tmpl_env *env = rc->env;
@@ -333,10 +333,10 @@ static struct tval lookup(const struct rctx *rc, const struct scope *sc, const c
 
 static struct tlist *list_new(struct rctx *rc, size_t n)
 {
-    struct tlist *l = rc_alloc(rc, sizeof(*l));
+    struct tlist *l = tmpl_rc_alloc(rc, sizeof(*l));
     if (!l) return NULL;
     l->n = n;
-    l->items = n ? rc_alloc(rc, n * sizeof(*l->items)) : NULL;
+    l->items = n ? tmpl_rc_alloc(rc, n * sizeof(*l->items)) : NULL;
     if (n && !l->items) return NULL;
     return l;
 }
@@ -350,27 +350,43 @@ static struct tval list_val(struct tlist *l, bool tuple)
 
 static struct tdict *dict_new(struct rctx *rc, size_t cap)
 {
-    struct tdict *d = rc_alloc(rc, sizeof(*d));
+    struct tdict *d = tmpl_rc_alloc(rc, sizeof(*d));
     if (!d) return NULL;
     d->n = 0;
     d->cap = cap ? cap : 4;
-    d->keys = rc_alloc(rc, d->cap * sizeof(*d->keys));
-    d->vals = rc_alloc(rc, d->cap * sizeof(*d->vals));
+    d->keys = tmpl_rc_alloc(rc, d->cap * sizeof(*d->keys));
+    d->vals = tmpl_rc_alloc(rc, d->cap * sizeof(*d->vals));
     if (!d->keys || !d->vals) return NULL;
     return d;
 }
 
+/*
+ * Charges n units of work to the render: loop iterations, and the steps of
+ * the few quadratic operations (dict building, unique), so that no template
+ * can keep a thread busy without bound.
+ */
+int tmpl_count_steps(struct rctx *rc, int line, int col, uint64_t n)
+{
+    rc->steps += n;
+    if (rc->steps > rc->env->max_steps)
+        return tmpl_rc_error(rc, line, col, "the render ran more than %llu loop iterations",
+                             (unsigned long long)rc->env->max_steps);
+    return 0;
+}
+
 static int dict_set(struct rctx *rc, struct tdict *d, const struct tval *k, const struct tval *v)
 {
+    /* A linear search: render dicts are small, and big ones pay in steps. */
+    if (d->n > 16 && tmpl_count_steps(rc, 0, 0, d->n)) return -1;
     for (size_t i = 0; i < d->n; i++) {
-        if (tv_equal(&d->keys[i], k)) {
+        if (tmpl_tv_equal(&d->keys[i], k)) {
             d->vals[i] = *v;
             return 0;
         }
     }
     if (d->n == d->cap) {
-        struct tval *keys = rc_alloc(rc, 2 * d->cap * sizeof(*keys));
-        struct tval *vals = rc_alloc(rc, 2 * d->cap * sizeof(*vals));
+        struct tval *keys = tmpl_rc_alloc(rc, 2 * d->cap * sizeof(*keys));
+        struct tval *vals = tmpl_rc_alloc(rc, 2 * d->cap * sizeof(*vals));
         if (!keys || !vals) return -1;
         memcpy(keys, d->keys, d->n * sizeof(*keys));
         memcpy(vals, d->vals, d->n * sizeof(*vals));
@@ -398,11 +414,11 @@ int tmpl_iterate(struct rctx *rc, int line, int col, const struct tval *v, struc
         json_t *j = v->u.j;
         size_t n = json_is_array(j) ? json_array_size(j) : json_object_size(j);
         out->n = n;
-        out->items = n ? rc_alloc(rc, n * sizeof(*out->items)) : NULL;
+        out->items = n ? tmpl_rc_alloc(rc, n * sizeof(*out->items)) : NULL;
         if (n && !out->items) return -1;
         if (json_is_array(j)) {
             for (size_t i = 0; i < n; i++)
-                out->items[i] = tv_from_json(json_array_get(j, i));
+                out->items[i] = tmpl_tv_from_json(json_array_get(j, i));
         } else {
             size_t i = 0;
             for (void *it = json_object_iter(j); it && i < n; it = json_object_iter_next(j, it))
@@ -418,21 +434,21 @@ int tmpl_iterate(struct rctx *rc, int line, int col, const struct tval *v, struc
         return 0;
     }
     case TV_STR: {
-        size_t n = utf8_count(v->u.s.p, v->u.s.n);
+        size_t n = tmpl_utf8_count(v->u.s.p, v->u.s.n);
         out->n = n;
-        out->items = n ? rc_alloc(rc, n * sizeof(*out->items)) : NULL;
+        out->items = n ? tmpl_rc_alloc(rc, n * sizeof(*out->items)) : NULL;
         if (n && !out->items) return -1;
         size_t i = 0, k = 0;
         while (i < v->u.s.n && k < n) {
             size_t start = i;
-            utf8_next(v->u.s.p, v->u.s.n, &i);
+            tmpl_utf8_next(v->u.s.p, v->u.s.n, &i);
             out->items[k++] = tv_str(v->u.s.p + start, i - start, false);
         }
         out->n = k;
         return 0;
     }
     default:
-        return rc_error(rc, line, col, "'%s' object is not iterable", tv_type_name(v));
+        return tmpl_rc_error(rc, line, col, "'%s' object is not iterable", tmpl_tv_type_name(v));
     }
 }
 
@@ -478,7 +494,7 @@ int tmpl_getattr(struct rctx *rc, const struct tval *obj, const char *name, size
     case TV_JSON:
     case TV_DICT:
     case TV_NAMESPACE:
-        if (tv_mapping_get(obj, name, n, out)) return 0;
+        if (tmpl_tv_mapping_get(obj, name, n, out)) return 0;
         break;
     case TV_LOOP:
         if (loop_attr(obj->u.loop, name, n, out)) return 0;
@@ -541,26 +557,26 @@ int tmpl_getitem(struct rctx *rc, int line, int col, const struct tval *obj, con
         *out = *obj;
         return 0;
     }
-    if (tv_is_sequence(obj) && as_index(key, &i)) {
-        size_t n = tv_len(obj);
+    if (tmpl_tv_is_sequence(obj) && as_index(key, &i)) {
+        size_t n = tmpl_tv_len(obj);
         if (i < 0) i += (int64_t)n;
         if (i >= 0 && (uint64_t)i < n) {
             *out = obj->kind == TV_LIST ? obj->u.list->items[i]
-                                        : tv_from_json(json_array_get(obj->u.j, (size_t)i));
+                                        : tmpl_tv_from_json(json_array_get(obj->u.j, (size_t)i));
             return 0;
         }
     } else if (obj->kind == TV_STR && as_index(key, &i)) {
-        size_t n = utf8_count(obj->u.s.p, obj->u.s.n);
+        size_t n = tmpl_utf8_count(obj->u.s.p, obj->u.s.n);
         if (i < 0) i += (int64_t)n;
         if (i >= 0 && (uint64_t)i < n) {
-            size_t a = utf8_offset(obj->u.s.p, obj->u.s.n, (size_t)i), b = a;
-            utf8_next(obj->u.s.p, obj->u.s.n, &b);
+            size_t a = tmpl_utf8_offset(obj->u.s.p, obj->u.s.n, (size_t)i), b = a;
+            tmpl_utf8_next(obj->u.s.p, obj->u.s.n, &b);
             *out = tv_str(obj->u.s.p + a, b - a, obj->safe);
             return 0;
         }
     } else if (obj->kind == TV_DICT) {
         for (size_t k = 0; k < obj->u.dict->n; k++) {
-            if (tv_equal(&obj->u.dict->keys[k], key)) {
+            if (tmpl_tv_equal(&obj->u.dict->keys[k], key)) {
                 *out = obj->u.dict->vals[k];
                 return 0;
             }
@@ -654,7 +670,7 @@ static NOINLINE int eval_slice(struct rctx *rc, struct scope *sc, const struct e
         }
     }
     int64_t step = parts[2].kind == TV_INT ? parts[2].u.i : 1;
-    if (step == 0) return rc_error(rc, e->line, e->col, "slice step cannot be zero");
+    if (step == 0) return tmpl_rc_error(rc, e->line, e->col, "slice step cannot be zero");
     if (step == INT64_MIN) step = -INT64_MAX;
     if (obj.kind == TV_UNDEF) {
         *out = obj;
@@ -663,7 +679,7 @@ static NOINLINE int eval_slice(struct rctx *rc, struct scope *sc, const struct e
     struct tlist items;
     if (obj.kind == TV_STR) {
         if (tmpl_iterate(rc, e->line, e->col, &obj, &items)) return -1;
-    } else if (tv_is_sequence(&obj)) {
+    } else if (tmpl_tv_is_sequence(&obj)) {
         if (tmpl_iterate(rc, e->line, e->col, &obj, &items)) return -1;
     } else {
         *out = tv_undef(NULL);
@@ -678,12 +694,12 @@ static NOINLINE int eval_slice(struct rctx *rc, struct scope *sc, const struct e
         count = (size_t)((start - stop - 1) / (-step) + 1);
     if (obj.kind == TV_STR) {
         struct abuf b;
-        abuf_init(&b, rc);
+        tmpl_abuf_init(&b, rc);
         for (size_t k = 0; k < count; k++) {
             const struct tval *ch = &items.items[start + (int64_t)k * step];
-            if (abuf_put(&b, ch->u.s.p, ch->u.s.n)) return -1;
+            if (tmpl_abuf_put(&b, ch->u.s.p, ch->u.s.n)) return -1;
         }
-        *out = abuf_finish(&b, obj.safe);
+        *out = tmpl_abuf_finish(&b, obj.safe);
         return 0;
     }
     struct tlist *l = list_new(rc, count);
@@ -739,8 +755,8 @@ static const char *op_text(int op)
 static int type_error(struct rctx *rc, const struct expr *e, int op, const struct tval *a,
                       const struct tval *b)
 {
-    return rc_error(rc, e->line, e->col, "unsupported operand type(s) for %s: '%s' and '%s'",
-                    op_text(op), tv_type_name(a), tv_type_name(b));
+    return tmpl_rc_error(rc, e->line, e->col, "unsupported operand type(s) for %s: '%s' and '%s'",
+                         op_text(op), tmpl_tv_type_name(a), tmpl_tv_type_name(b));
 }
 
 /* Python's float floor division and modulo (float_divmod in CPython). */
@@ -767,24 +783,30 @@ static void float_divmod(double vx, double wx, double *floordiv, double *mod)
     *mod = m;
 }
 
+static bool tv_len_is_zero(const struct tval *seq)
+{
+    return seq->kind == TV_STR ? seq->u.s.n == 0 : tmpl_tv_len(seq) == 0;
+}
+
 static int repeat_seq(struct rctx *rc, const struct expr *e, const struct tval *seq, int64_t times,
                       struct tval *out)
 {
     if (times < 0) times = 0;
+    if (tv_len_is_zero(seq)) times = 0; /* "" * 10**12 is "" at once, not after 10**12 steps */
     if (seq->kind == TV_STR) {
         if (seq->u.s.n && (uint64_t)times > rc->env->max_bytes / seq->u.s.n)
-            return rc_error(rc, e->line, e->col, "string repetition result is too large");
+            return tmpl_rc_error(rc, e->line, e->col, "string repetition result is too large");
         struct abuf b;
-        abuf_init(&b, rc);
+        tmpl_abuf_init(&b, rc);
         for (int64_t i = 0; i < times; i++)
-            if (abuf_put(&b, seq->u.s.p, seq->u.s.n)) return -1;
-        *out = abuf_finish(&b, seq->safe);
+            if (tmpl_abuf_put(&b, seq->u.s.p, seq->u.s.n)) return -1;
+        *out = tmpl_abuf_finish(&b, seq->safe);
         return 0;
     }
     struct tlist items;
     if (tmpl_iterate(rc, e->line, e->col, seq, &items)) return -1;
     if (items.n && (uint64_t)times > rc->env->max_bytes / (items.n * sizeof(struct tval)))
-        return rc_error(rc, e->line, e->col, "list repetition result is too large");
+        return tmpl_rc_error(rc, e->line, e->col, "list repetition result is too large");
     struct tlist *l = list_new(rc, items.n * (size_t)times);
     if (!l) return -1;
     for (int64_t i = 0; i < times; i++)
@@ -798,22 +820,22 @@ static int concat_markup(struct rctx *rc, const struct tval *a, const struct tva
                          bool escape_b, bool safe, struct tval *out)
 {
     struct abuf buf;
-    abuf_init(&buf, rc);
-    if ((escape_a ? html_escape_abuf(&buf, a->u.s.p, a->u.s.n)
-                  : abuf_put(&buf, a->u.s.p, a->u.s.n)) ||
-        (escape_b ? html_escape_abuf(&buf, b->u.s.p, b->u.s.n)
-                  : abuf_put(&buf, b->u.s.p, b->u.s.n)))
+    tmpl_abuf_init(&buf, rc);
+    if ((escape_a ? tmpl_html_escape_abuf(&buf, a->u.s.p, a->u.s.n)
+                  : tmpl_abuf_put(&buf, a->u.s.p, a->u.s.n)) ||
+        (escape_b ? tmpl_html_escape_abuf(&buf, b->u.s.p, b->u.s.n)
+                  : tmpl_abuf_put(&buf, b->u.s.p, b->u.s.n)))
         return -1;
-    *out = abuf_finish(&buf, safe);
+    *out = tmpl_abuf_finish(&buf, safe);
     return 0;
 }
 
 NOINLINE int tmpl_arith(struct rctx *rc, const struct expr *e, int op, const struct tval *a,
                         const struct tval *b, struct tval *out)
 {
-    if (a->kind == TV_UNDEF) return rc_undefined_error(rc, e->line, e->col, a);
-    if (b->kind == TV_UNDEF) return rc_undefined_error(rc, e->line, e->col, b);
-    bool nums = tv_is_number(a) && tv_is_number(b);
+    if (a->kind == TV_UNDEF) return tmpl_rc_undefined_error(rc, e->line, e->col, a);
+    if (b->kind == TV_UNDEF) return tmpl_rc_undefined_error(rc, e->line, e->col, b);
+    bool nums = tmpl_tv_is_number(a) && tmpl_tv_is_number(b);
     bool floats = nums && (a->kind == TV_FLOAT || b->kind == TV_FLOAT);
     int64_t x = nums ? as_int(a) : 0, y = nums ? as_int(b) : 0, r;
     double fx = nums ? as_double(a) : 0, fy = nums ? as_double(b) : 0;
@@ -824,7 +846,7 @@ NOINLINE int tmpl_arith(struct rctx *rc, const struct expr *e, int op, const str
                 *out = tv_float(fx + fy);
             } else {
                 if (__builtin_add_overflow(x, y, &r))
-                    return rc_error(rc, e->line, e->col, "integer overflow");
+                    return tmpl_rc_error(rc, e->line, e->col, "integer overflow");
                 *out = tv_int(r);
             }
             return 0;
@@ -834,11 +856,12 @@ NOINLINE int tmpl_arith(struct rctx *rc, const struct expr *e, int op, const str
             bool safe = a->safe || b->safe;
             return concat_markup(rc, a, b, safe && !a->safe, safe && !b->safe, safe, out);
         }
-        if (tv_is_sequence(a) && tv_is_sequence(b)) {
+        if (tmpl_tv_is_sequence(a) && tmpl_tv_is_sequence(b)) {
             bool ta = a->kind == TV_LIST && a->tuple, tb = b->kind == TV_LIST && b->tuple;
             if (ta != tb)
-                return rc_error(rc, e->line, e->col, "can only concatenate %s (not \"%s\") to %s",
-                                tv_type_name(a), tv_type_name(b), tv_type_name(a));
+                return tmpl_rc_error(
+                    rc, e->line, e->col, "can only concatenate %s (not \"%s\") to %s",
+                    tmpl_tv_type_name(a), tmpl_tv_type_name(b), tmpl_tv_type_name(a));
             struct tlist la, lb;
             if (tmpl_iterate(rc, e->line, e->col, a, &la) ||
                 tmpl_iterate(rc, e->line, e->col, b, &lb))
@@ -857,7 +880,7 @@ NOINLINE int tmpl_arith(struct rctx *rc, const struct expr *e, int op, const str
             *out = tv_float(fx - fy);
         } else {
             if (__builtin_sub_overflow(x, y, &r))
-                return rc_error(rc, e->line, e->col, "integer overflow");
+                return tmpl_rc_error(rc, e->line, e->col, "integer overflow");
             *out = tv_int(r);
         }
         return 0;
@@ -867,43 +890,45 @@ NOINLINE int tmpl_arith(struct rctx *rc, const struct expr *e, int op, const str
                 *out = tv_float(fx * fy);
             } else {
                 if (__builtin_mul_overflow(x, y, &r))
-                    return rc_error(rc, e->line, e->col, "integer overflow");
+                    return tmpl_rc_error(rc, e->line, e->col, "integer overflow");
                 *out = tv_int(r);
             }
             return 0;
         }
-        if ((a->kind == TV_STR || tv_is_sequence(a)) && (b->kind == TV_INT || b->kind == TV_BOOL))
+        if ((a->kind == TV_STR || tmpl_tv_is_sequence(a)) &&
+            (b->kind == TV_INT || b->kind == TV_BOOL))
             return repeat_seq(rc, e, a, as_int(b), out);
-        if ((b->kind == TV_STR || tv_is_sequence(b)) && (a->kind == TV_INT || a->kind == TV_BOOL))
+        if ((b->kind == TV_STR || tmpl_tv_is_sequence(b)) &&
+            (a->kind == TV_INT || a->kind == TV_BOOL))
             return repeat_seq(rc, e, b, as_int(a), out);
         return type_error(rc, e, op, a, b);
     case OP_DIV:
         if (!nums) return type_error(rc, e, op, a, b);
-        if (fy == 0) return rc_error(rc, e->line, e->col, "division by zero");
+        if (fy == 0) return tmpl_rc_error(rc, e->line, e->col, "division by zero");
         *out = tv_float(fx / fy);
         return 0;
     case OP_FLOORDIV:
     case OP_MOD:
         if (!nums) {
             if (op == OP_MOD && a->kind == TV_STR)
-                return rc_error(rc, e->line, e->col,
-                                "printf-style string formatting with %% is not supported");
+                return tmpl_rc_error(rc, e->line, e->col,
+                                     "printf-style string formatting with %% is not supported");
             return type_error(rc, e, op, a, b);
         }
         if (floats) {
-            if (fy == 0) return rc_error(rc, e->line, e->col, "float division by zero");
+            if (fy == 0) return tmpl_rc_error(rc, e->line, e->col, "float division by zero");
             double fd, m;
             float_divmod(fx, fy, &fd, &m);
             *out = tv_float(op == OP_FLOORDIV ? fd : m);
             return 0;
         }
-        if (y == 0) return rc_error(rc, e->line, e->col, "integer division or modulo by zero");
+        if (y == 0) return tmpl_rc_error(rc, e->line, e->col, "integer division or modulo by zero");
         if (x == INT64_MIN && y == -1) {
             if (op == OP_MOD) {
                 *out = tv_int(0);
                 return 0;
             }
-            return rc_error(rc, e->line, e->col, "integer overflow");
+            return tmpl_rc_error(rc, e->line, e->col, "integer overflow");
         }
         {
             int64_t q = x / y, m = x % y;
@@ -921,25 +946,25 @@ NOINLINE int tmpl_arith(struct rctx *rc, const struct expr *e, int op, const str
             int64_t ex = y;
             while (ex > 0) {
                 if ((ex & 1) && __builtin_mul_overflow(result, base, &result))
-                    return rc_error(rc, e->line, e->col, "integer overflow");
+                    return tmpl_rc_error(rc, e->line, e->col, "integer overflow");
                 ex >>= 1;
                 if (ex && __builtin_mul_overflow(base, base, &base))
-                    return rc_error(rc, e->line, e->col, "integer overflow");
+                    return tmpl_rc_error(rc, e->line, e->col, "integer overflow");
             }
             *out = tv_int(result);
             return 0;
         }
         if (fx == 0 && fy < 0)
-            return rc_error(rc, e->line, e->col, "0.0 cannot be raised to a negative power");
+            return tmpl_rc_error(rc, e->line, e->col, "0.0 cannot be raised to a negative power");
         if (fx < 0 && fy != floor(fy))
-            return rc_error(rc, e->line, e->col,
-                            "a negative number raised to a fractional power is complex");
+            return tmpl_rc_error(rc, e->line, e->col,
+                                 "a negative number raised to a fractional power is complex");
         *out = tv_float(pow(fx, fy));
         if (isinf(out->u.f) && !isinf(fx))
-            return rc_error(rc, e->line, e->col, "numerical result out of range");
+            return tmpl_rc_error(rc, e->line, e->col, "numerical result out of range");
         return 0;
     default:
-        return rc_error(rc, e->line, e->col, "unknown operator");
+        return tmpl_rc_error(rc, e->line, e->col, "unknown operator");
     }
 }
 
@@ -947,7 +972,7 @@ NOINLINE int tmpl_arith(struct rctx *rc, const struct expr *e, int op, const str
 static int concat(struct rctx *rc, const struct tval *a, const struct tval *b, struct tval *out)
 {
     struct tval sa, sb;
-    if (tv_to_str(rc, a, &sa) || tv_to_str(rc, b, &sb)) return -1;
+    if (tmpl_tv_to_str(rc, a, &sa) || tmpl_tv_to_str(rc, b, &sb)) return -1;
     bool safe = rc->autoescape && (sa.safe || sb.safe);
     return concat_markup(rc, &sa, &sb, safe && !sa.safe, safe && !sb.safe, safe, out);
 }
@@ -961,9 +986,9 @@ static int contains(struct rctx *rc, const struct expr *e, const struct tval *ne
         return 0;
     case TV_STR:
         if (needle->kind != TV_STR)
-            return rc_error(rc, e->line, e->col,
-                            "'in <string>' requires string as left operand, not %s",
-                            tv_type_name(needle));
+            return tmpl_rc_error(rc, e->line, e->col,
+                                 "'in <string>' requires string as left operand, not %s",
+                                 tmpl_tv_type_name(needle));
         *result = needle->u.s.n == 0 ||
                   memmem(hay->u.s.p, hay->u.s.n, needle->u.s.p, needle->u.s.n) != NULL;
         return 0;
@@ -971,28 +996,29 @@ static int contains(struct rctx *rc, const struct expr *e, const struct tval *ne
         if (json_is_object(hay->u.j)) {
             struct tval ignored;
             *result = needle->kind == TV_STR &&
-                      tv_mapping_get(hay, needle->u.s.p, needle->u.s.n, &ignored);
+                      tmpl_tv_mapping_get(hay, needle->u.s.p, needle->u.s.n, &ignored);
             return 0;
         }
         /* fall through - a JSON array */
     case TV_LIST: {
-        size_t n = tv_len(hay);
+        size_t n = tmpl_tv_len(hay);
         *result = false;
         for (size_t i = 0; i < n && !*result; i++) {
-            struct tval item = hay->kind == TV_LIST ? hay->u.list->items[i]
-                                                    : tv_from_json(json_array_get(hay->u.j, i));
-            *result = tv_equal(needle, &item);
+            struct tval item = hay->kind == TV_LIST
+                                   ? hay->u.list->items[i]
+                                   : tmpl_tv_from_json(json_array_get(hay->u.j, i));
+            *result = tmpl_tv_equal(needle, &item);
         }
         return 0;
     }
     case TV_DICT:
         *result = false;
         for (size_t i = 0; i < hay->u.dict->n && !*result; i++)
-            *result = tv_equal(needle, &hay->u.dict->keys[i]);
+            *result = tmpl_tv_equal(needle, &hay->u.dict->keys[i]);
         return 0;
     default:
-        return rc_error(rc, e->line, e->col, "argument of type '%s' is not iterable",
-                        tv_type_name(hay));
+        return tmpl_rc_error(rc, e->line, e->col, "argument of type '%s' is not iterable",
+                             tmpl_tv_type_name(hay));
     }
 }
 
@@ -1001,10 +1027,10 @@ int tmpl_compare_op(struct rctx *rc, const struct expr *e, int op, const struct 
 {
     switch (op) {
     case OP_EQ:
-        *ok = tv_equal(left, right);
+        *ok = tmpl_tv_equal(left, right);
         return 0;
     case OP_NE:
-        *ok = !tv_equal(left, right);
+        *ok = !tmpl_tv_equal(left, right);
         return 0;
     case OP_IN:
     case OP_NOTIN:
@@ -1013,12 +1039,12 @@ int tmpl_compare_op(struct rctx *rc, const struct expr *e, int op, const struct 
         return 0;
     default: {
         int c;
-        if (left->kind == TV_UNDEF) return rc_undefined_error(rc, e->line, e->col, left);
-        if (right->kind == TV_UNDEF) return rc_undefined_error(rc, e->line, e->col, right);
-        if (tv_compare(left, right, &c))
-            return rc_error(rc, e->line, e->col,
-                            "'%s' not supported between instances of '%s' and '%s'", op_text(op),
-                            tv_type_name(left), tv_type_name(right));
+        if (left->kind == TV_UNDEF) return tmpl_rc_undefined_error(rc, e->line, e->col, left);
+        if (right->kind == TV_UNDEF) return tmpl_rc_undefined_error(rc, e->line, e->col, right);
+        if (tmpl_tv_compare(left, right, &c))
+            return tmpl_rc_error(rc, e->line, e->col,
+                                 "'%s' not supported between instances of '%s' and '%s'",
+                                 op_text(op), tmpl_tv_type_name(left), tmpl_tv_type_name(right));
         /* NaN compares false with everything, as in Python. */
         bool nan = (left->kind == TV_FLOAT && isnan(left->u.f)) ||
                    (right->kind == TV_FLOAT && isnan(right->u.f));
@@ -1063,8 +1089,8 @@ static int eval_args(struct rctx *rc, struct scope *sc, const struct expr *e, st
     ca->npos = e->nargs;
     ca->nkw = e->nkw;
     ca->kwn = e->kwnames;
-    ca->pos = e->nargs ? rc_alloc(rc, e->nargs * sizeof(*ca->pos)) : NULL;
-    ca->kwv = e->nkw ? rc_alloc(rc, e->nkw * sizeof(*ca->kwv)) : NULL;
+    ca->pos = e->nargs ? tmpl_rc_alloc(rc, e->nargs * sizeof(*ca->pos)) : NULL;
+    ca->kwv = e->nkw ? tmpl_rc_alloc(rc, e->nkw * sizeof(*ca->kwv)) : NULL;
     if ((e->nargs && !ca->pos) || (e->nkw && !ca->kwv)) return -1;
     for (size_t i = 0; i < e->nargs; i++)
         if (eval(rc, sc, e->args[i], &ca->pos[i])) return -1;
@@ -1084,7 +1110,7 @@ static int capture(struct rctx *rc, struct scope *sc, const struct body *b, bool
     int r = exec_body(rc, sc, b);
     rc->suppress = suppress;
     if (r == 0) {
-        char *copy = rc_strdup(rc, o->data ? o->data + start : "", o->len - start);
+        char *copy = tmpl_rc_strdup(rc, o->data ? o->data + start : "", o->len - start);
         if (!copy)
             r = -1;
         else
@@ -1099,8 +1125,8 @@ static int enter_call(struct rctx *rc, int line, int col, const char *what, cons
 {
     if (++rc->calls > TMPL_MAX_CALLS) {
         rc->calls--;
-        return rc_error(rc, line, col, "maximum recursion depth (%d) exceeded in %s '%s'",
-                        TMPL_MAX_CALLS, what, name);
+        return tmpl_rc_error(rc, line, col, "maximum recursion depth (%d) exceeded in %s '%s'",
+                             TMPL_MAX_CALLS, what, name);
     }
     return 0;
 }
@@ -1125,11 +1151,11 @@ static int call_macro(struct rctx *rc, const struct expr *at, const struct macro
     struct scope *s = scope_new(rc, m->closure);
     if (!s) goto out;
     if (ca->npos > d->nparams && !d->catch_varargs) {
-        rc_error(rc, at->line, at->col, "macro '%s' takes not more than %zu argument(s)", d->name,
-                 d->nparams);
+        tmpl_rc_error(rc, at->line, at->col, "macro '%s' takes not more than %zu argument(s)",
+                      d->name, d->nparams);
         goto out;
     }
-    bool *used = ca->nkw ? rc_alloc(rc, ca->nkw * sizeof(bool)) : NULL;
+    bool *used = ca->nkw ? tmpl_rc_alloc(rc, ca->nkw * sizeof(bool)) : NULL;
     if (ca->nkw && !used) goto out;
     for (size_t k = 0; k < ca->nkw; k++)
         used[k] = false;
@@ -1164,8 +1190,8 @@ static int call_macro(struct rctx *rc, const struct expr *at, const struct macro
     for (size_t k = 0; k < ca->nkw; k++) {
         if (used[k]) continue;
         if (!d->catch_kwargs) {
-            rc_error(rc, at->line, at->col, "macro '%s' takes no keyword argument '%s'", d->name,
-                     ca->kwn[k]);
+            tmpl_rc_error(rc, at->line, at->col, "macro '%s' takes no keyword argument '%s'",
+                          d->name, ca->kwn[k]);
             goto out;
         }
         if (!kw && !(kw = dict_new(rc, ca->nkw))) goto out;
@@ -1249,20 +1275,20 @@ static int call_builtin(struct rctx *rc, struct scope *sc, const struct expr *e,
     switch (fn) {
     case FN_RANGE: {
         if (ca->nkw || ca->npos < 1 || ca->npos > 3)
-            return rc_error(rc, e->line, e->col, "range expected 1 to 3 integer arguments");
+            return tmpl_rc_error(rc, e->line, e->col, "range expected 1 to 3 integer arguments");
         int64_t v[3];
         for (size_t i = 0; i < ca->npos; i++) {
             if (ca->pos[i].kind == TV_UNDEF)
-                return rc_undefined_error(rc, e->line, e->col, &ca->pos[i]);
+                return tmpl_rc_undefined_error(rc, e->line, e->col, &ca->pos[i]);
             if (ca->pos[i].kind != TV_INT && ca->pos[i].kind != TV_BOOL)
-                return rc_error(rc, e->line, e->col,
-                                "'%s' object cannot be interpreted as an integer",
-                                tv_type_name(&ca->pos[i]));
+                return tmpl_rc_error(rc, e->line, e->col,
+                                     "'%s' object cannot be interpreted as an integer",
+                                     tmpl_tv_type_name(&ca->pos[i]));
             v[i] = as_int(&ca->pos[i]);
         }
         int64_t start = ca->npos > 1 ? v[0] : 0, stop = ca->npos > 1 ? v[1] : v[0];
         int64_t step = ca->npos > 2 ? v[2] : 1;
-        if (step == 0) return rc_error(rc, e->line, e->col, "range() arg 3 must not be zero");
+        if (step == 0) return tmpl_rc_error(rc, e->line, e->col, "range() arg 3 must not be zero");
         /* The distance fits in uint64_t even for the extremes of int64_t. */
         uint64_t count = 0;
         if (step > 0 && start < stop)
@@ -1270,7 +1296,7 @@ static int call_builtin(struct rctx *rc, struct scope *sc, const struct expr *e,
         else if (step < 0 && stop < start)
             count = ((uint64_t)start - (uint64_t)stop - 1) / ((uint64_t)0 - (uint64_t)step) + 1;
         if (count > 1000000)
-            return rc_error(rc, e->line, e->col, "range() of more than 1000000 items");
+            return tmpl_rc_error(rc, e->line, e->col, "range() of more than 1000000 items");
         struct tlist *l = list_new(rc, (size_t)count);
         if (!l) return -1;
         /* Unsigned arithmetic: the intermediate i * step may exceed
@@ -1285,13 +1311,13 @@ static int call_builtin(struct rctx *rc, struct scope *sc, const struct expr *e,
         struct tdict *d = dict_new(rc, ca->nkw + 1);
         if (!d) return -1;
         if (ca->npos > 1)
-            return rc_error(rc, e->line, e->col, "%s expected at most 1 argument",
-                            fn == FN_DICT ? "dict" : "namespace");
+            return tmpl_rc_error(rc, e->line, e->col, "%s expected at most 1 argument",
+                                 fn == FN_DICT ? "dict" : "namespace");
         if (ca->npos == 1) {
             const struct tval *src = &ca->pos[0];
-            if (!tv_is_mapping(src))
-                return rc_error(rc, e->line, e->col, "%s() needs a mapping argument",
-                                fn == FN_DICT ? "dict" : "namespace");
+            if (!tmpl_tv_is_mapping(src))
+                return tmpl_rc_error(rc, e->line, e->col, "%s() needs a mapping argument",
+                                     fn == FN_DICT ? "dict" : "namespace");
             struct tlist keys;
             if (src->kind == TV_NAMESPACE) {
                 keys.n = src->u.dict->n;
@@ -1318,15 +1344,15 @@ static int call_builtin(struct rctx *rc, struct scope *sc, const struct expr *e,
     case FN_SUPER: {
         struct chain_entry *ce = chain_find(rc->chain, rc->cur_block);
         if (!rc->cur_block || !ce)
-            return rc_error(rc, e->line, e->col, "super() is only available inside a block");
+            return tmpl_rc_error(rc, e->line, e->col, "super() is only available inside a block");
         if (rc->cur_block_level + 1 >= ce->n)
-            return rc_error(rc, e->line, e->col, "there is no parent block called '%s'",
-                            rc->cur_block);
+            return tmpl_rc_error(rc, e->line, e->col, "there is no parent block called '%s'",
+                                 rc->cur_block);
         *streamed = direct;
         return render_block(rc, sc, ce, rc->cur_block_level + 1, direct, out);
     }
     default:
-        return rc_error(rc, e->line, e->col, "unknown function");
+        return tmpl_rc_error(rc, e->line, e->col, "unknown function");
     }
 }
 
@@ -1339,22 +1365,23 @@ static int dict_method(struct rctx *rc, const struct expr *e, const struct tval 
     *done = true;
     if (get) {
         if (ca->npos < 1 || ca->npos > 2 || ca->nkw)
-            return rc_error(rc, e->line, e->col, "get expected 1 or 2 arguments");
+            return tmpl_rc_error(rc, e->line, e->col, "get expected 1 or 2 arguments");
         struct tval v;
         bool found = false;
         if (obj->kind == TV_DICT) {
             for (size_t i = 0; i < obj->u.dict->n && !found; i++)
-                if (tv_equal(&obj->u.dict->keys[i], &ca->pos[0])) {
+                if (tmpl_tv_equal(&obj->u.dict->keys[i], &ca->pos[0])) {
                     v = obj->u.dict->vals[i];
                     found = true;
                 }
         } else if (ca->pos[0].kind == TV_STR) {
-            found = tv_mapping_get(obj, ca->pos[0].u.s.p, ca->pos[0].u.s.n, &v);
+            found = tmpl_tv_mapping_get(obj, ca->pos[0].u.s.p, ca->pos[0].u.s.n, &v);
         }
         *out = found ? v : ca->npos > 1 ? ca->pos[1] : tv_none();
         return 0;
     }
-    if (ca->npos || ca->nkw) return rc_error(rc, e->line, e->col, "%s() takes no arguments", name);
+    if (ca->npos || ca->nkw)
+        return tmpl_rc_error(rc, e->line, e->col, "%s() takes no arguments", name);
     struct tlist ks;
     if (obj->kind == TV_NAMESPACE) {
         ks.n = obj->u.dict->n;
@@ -1400,14 +1427,14 @@ static NOINLINE int eval_call(struct rctx *rc, struct scope *sc, const struct ex
         struct tval obj;
         const char *name = e->a->name;
         if (eval(rc, sc, e->a->a, &obj)) return -1;
-        if (tv_is_mapping(&obj) || obj.kind == TV_STR ||
+        if (tmpl_tv_is_mapping(&obj) || obj.kind == TV_STR ||
             (obj.kind == TV_LOOP && !strcmp(name, "cycle"))) {
             if (eval_args(rc, sc, e, &ca)) return -1;
             have_args = true;
             bool done = false;
             if (obj.kind == TV_LOOP) {
                 if (ca.npos == 0)
-                    return rc_error(rc, e->line, e->col, "no items for cycling given");
+                    return tmpl_rc_error(rc, e->line, e->col, "no items for cycling given");
                 *out = ca.pos[obj.u.loop->index0 % ca.npos];
                 return 0;
             }
@@ -1415,26 +1442,27 @@ static NOINLINE int eval_call(struct rctx *rc, struct scope *sc, const struct ex
                 int r = tmpl_str_method(rc, e, &obj, name, ca.pos, ca.npos, out);
                 if (r != 0) return r < 0 ? -1 : 0;
             } else if (obj.kind != TV_NAMESPACE ||
-                       !tv_mapping_get(&obj, name, strlen(name), &callee)) {
+                       !tmpl_tv_mapping_get(&obj, name, strlen(name), &callee)) {
                 if (dict_method(rc, e, &obj, name, &ca, out, &done)) return -1;
                 if (done) return 0;
             }
         }
         if (tmpl_getattr(rc, &obj, name, strlen(name), &callee)) return -1;
         if (callee.kind == TV_UNDEF && obj.kind != TV_UNDEF)
-            return rc_error(rc, e->line, e->col, "'%s' object has no attribute '%s'",
-                            tv_type_name(&obj), name);
+            return tmpl_rc_error(rc, e->line, e->col, "'%s' object has no attribute '%s'",
+                                 tmpl_tv_type_name(&obj), name);
     } else if (eval(rc, sc, e->a, &callee)) {
         return -1;
     }
-    if (callee.kind == TV_UNDEF) return rc_undefined_error(rc, e->line, e->col, &callee);
+    if (callee.kind == TV_UNDEF) return tmpl_rc_undefined_error(rc, e->line, e->col, &callee);
     if (callee.kind != TV_MACRO && callee.kind != TV_FUNC && callee.kind != TV_BLOCKREF)
-        return rc_error(rc, e->line, e->col, "'%s' object is not callable", tv_type_name(&callee));
+        return tmpl_rc_error(rc, e->line, e->col, "'%s' object is not callable",
+                             tmpl_tv_type_name(&callee));
     if (!have_args && eval_args(rc, sc, e, &ca)) return -1;
     if (callee.kind == TV_BLOCKREF) {
         /* self.name(): the most derived version of the block, once more. */
         struct chain_entry *ce = chain_find(rc->chain, callee.u.s.p);
-        if (!ce) return rc_error(rc, e->line, e->col, "no block named '%s'", callee.u.s.p);
+        if (!ce) return tmpl_rc_error(rc, e->line, e->col, "no block named '%s'", callee.u.s.p);
         *streamed = direct;
         return render_block(rc, rc->root, ce, 0, direct, out);
     }
@@ -1455,8 +1483,8 @@ static NOINLINE int eval_call(struct rctx *rc, struct scope *sc, const struct ex
 static NOINLINE int apply_custom_filter(struct rctx *rc, struct scope *sc, const struct expr *e,
                                         struct tval *v)
 {
-    json_t *value = tv_to_json(rc, v);
-    json_t **args = e->nargs ? rc_alloc(rc, e->nargs * sizeof(*args)) : NULL;
+    json_t *value = tmpl_tv_to_json(rc, v);
+    json_t **args = e->nargs ? tmpl_rc_alloc(rc, e->nargs * sizeof(*args)) : NULL;
     if (!value || (e->nargs && !args)) {
         json_decref(value);
         return -1;
@@ -1465,7 +1493,7 @@ static NOINLINE int apply_custom_filter(struct rctx *rc, struct scope *sc, const
     for (size_t i = 0; i < e->nargs; i++) {
         struct tval a;
         if (eval(rc, sc, e->args[i], &a)) return -1;
-        args[i] = tv_to_json(rc, &a);
+        args[i] = tmpl_tv_to_json(rc, &a);
         if (!args[i]) return -1;
         tmpl_keep(rc, args[i]);
     }
@@ -1473,10 +1501,10 @@ static NOINLINE int apply_custom_filter(struct rctx *rc, struct scope *sc, const
     echo_err_clear(&ferr);
     json_t *res = e->custom(value, args, e->nargs, &ferr);
     if (!res)
-        return rc_error(rc, e->line, e->col, "filter '%s': %s", e->name,
-                        ferr.msg[0] ? ferr.msg : "failed");
+        return tmpl_rc_error(rc, e->line, e->col, "filter '%s': %s", e->name,
+                             ferr.msg[0] ? ferr.msg : "failed");
     tmpl_keep(rc, res);
-    *v = tv_from_json(res);
+    *v = tmpl_tv_from_json(res);
     return 0;
 }
 
@@ -1489,7 +1517,7 @@ static int apply_filter(struct rctx *rc, struct scope *sc, const struct expr *e,
     for (size_t i = 0; i < TMPL_MAX_PARAMS && e->filter->params[i]; i++)
         if (e->bound[i] && eval(rc, sc, e->bound[i], &args[i])) return -1;
     if (v->kind == TV_UNDEF && !e->filter->undefined_ok)
-        return rc_undefined_error(rc, e->line, e->col, v);
+        return tmpl_rc_undefined_error(rc, e->line, e->col, v);
     return e->filter->fn(rc, e, v, args);
 }
 
@@ -1549,9 +1577,10 @@ static NOINLINE int eval_dict(struct rctx *rc, struct scope *sc, const struct ex
         struct tval k, v;
         if (eval(rc, sc, e->args[i], &k) || eval(rc, sc, e->args[i + 1], &v)) return -1;
         if (k.kind == TV_LIST && !k.tuple)
-            return rc_error(rc, e->line, e->col, "unhashable type: 'list'");
+            return tmpl_rc_error(rc, e->line, e->col, "unhashable type: 'list'");
         if (k.kind == TV_DICT || k.kind == TV_JSON || k.kind == TV_NAMESPACE)
-            return rc_error(rc, e->line, e->col, "unhashable type: '%s'", tv_type_name(&k));
+            return tmpl_rc_error(rc, e->line, e->col, "unhashable type: '%s'",
+                                 tmpl_tv_type_name(&k));
         if (dict_set(rc, d, &k, &v)) return -1;
     }
     out->kind = TV_DICT;
@@ -1576,20 +1605,20 @@ static NOINLINE int eval_unary(struct rctx *rc, struct scope *sc, const struct e
     struct tval v;
     if (eval(rc, sc, e->a, &v)) return -1;
     if (e->op == OP_NOT) {
-        *out = tv_bool(!tv_truthy(&v));
+        *out = tv_bool(!tmpl_tv_truthy(&v));
         return 0;
     }
-    if (v.kind == TV_UNDEF) return rc_undefined_error(rc, e->line, e->col, &v);
-    if (!tv_is_number(&v))
-        return rc_error(rc, e->line, e->col, "bad operand type for unary %s: '%s'",
-                        e->op == OP_SUB ? "-" : "+", tv_type_name(&v));
+    if (v.kind == TV_UNDEF) return tmpl_rc_undefined_error(rc, e->line, e->col, &v);
+    if (!tmpl_tv_is_number(&v))
+        return tmpl_rc_error(rc, e->line, e->col, "bad operand type for unary %s: '%s'",
+                             e->op == OP_SUB ? "-" : "+", tmpl_tv_type_name(&v));
     if (e->op == OP_ADD) {
         *out = v.kind == TV_BOOL ? tv_int(v.u.b) : v;
     } else if (v.kind == TV_FLOAT) {
         *out = tv_float(-v.u.f);
     } else {
         int64_t i = as_int(&v);
-        if (i == INT64_MIN) return rc_error(rc, e->line, e->col, "integer overflow");
+        if (i == INT64_MIN) return tmpl_rc_error(rc, e->line, e->col, "integer overflow");
         *out = tv_int(-i);
     }
     return 0;
@@ -1602,7 +1631,7 @@ static NOINLINE int eval_binary(struct rctx *rc, struct scope *sc, const struct 
     if (eval(rc, sc, e->a, &a)) return -1;
     if (e->op == OP_AND || e->op == OP_OR) {
         /* Python returns the deciding operand, not a bool. */
-        if (tv_truthy(&a) == (e->op == OP_OR)) {
+        if (tmpl_tv_truthy(&a) == (e->op == OP_OR)) {
             *out = a;
             return 0;
         }
@@ -1618,7 +1647,7 @@ static NOINLINE int eval_cond(struct rctx *rc, struct scope *sc, const struct ex
 {
     struct tval c;
     if (eval(rc, sc, e->a, &c)) return -1;
-    if (tv_truthy(&c)) return eval(rc, sc, e->b, out);
+    if (tmpl_tv_truthy(&c)) return eval(rc, sc, e->b, out);
     if (e->c) return eval(rc, sc, e->c, out);
     *out = tv_undef(NULL);
     return 0;
@@ -1665,7 +1694,7 @@ static int eval_inner(struct rctx *rc, struct scope *sc, const struct expr *e, s
     case E_COND:
         return eval_cond(rc, sc, e, out);
     default:
-        return rc_error(rc, e->line, e->col, "unknown expression");
+        return tmpl_rc_error(rc, e->line, e->col, "unknown expression");
     }
 }
 
@@ -1673,7 +1702,7 @@ static int eval(struct rctx *rc, struct scope *sc, const struct expr *e, struct 
 {
     if (++rc->depth > TMPL_MAX_EVAL_DEPTH) {
         rc->depth--;
-        return rc_error(rc, e->line, e->col, "templates nested too deeply");
+        return tmpl_rc_error(rc, e->line, e->col, "templates nested too deeply");
     }
     int r = eval_inner(rc, sc, e, out);
     rc->depth--;
@@ -1688,21 +1717,22 @@ static int assign(struct rctx *rc, struct scope *sc, const struct target *t, con
     if (t->attr) {
         struct tval ns = lookup(rc, sc, t->names[0]);
         if (ns.kind != TV_NAMESPACE)
-            return rc_error(rc, line, col, "cannot assign attribute on non-namespace object '%s'",
-                            t->names[0]);
+            return tmpl_rc_error(
+                rc, line, col, "cannot assign attribute on non-namespace object '%s'", t->names[0]);
         struct tval k = tv_str(t->attr, strlen(t->attr), false);
         return dict_set(rc, ns.u.dict, &k, v);
     }
     if (!t->tuple) return scope_set(rc, sc, t->names[0], v);
-    if (!tv_is_sequence(v) && v->kind != TV_STR && !tv_is_mapping(v))
-        return rc_error(rc, line, col, "cannot unpack non-iterable %s object", tv_type_name(v));
+    if (!tmpl_tv_is_sequence(v) && v->kind != TV_STR && !tmpl_tv_is_mapping(v))
+        return tmpl_rc_error(rc, line, col, "cannot unpack non-iterable %s object",
+                             tmpl_tv_type_name(v));
     struct tlist items;
     if (tmpl_iterate(rc, line, col, v, &items)) return -1;
     if (items.n > t->n)
-        return rc_error(rc, line, col, "too many values to unpack (expected %zu)", t->n);
+        return tmpl_rc_error(rc, line, col, "too many values to unpack (expected %zu)", t->n);
     if (items.n < t->n)
-        return rc_error(rc, line, col, "not enough values to unpack (expected %zu, got %zu)", t->n,
-                        items.n);
+        return tmpl_rc_error(rc, line, col, "not enough values to unpack (expected %zu, got %zu)",
+                             t->n, items.n);
     for (size_t i = 0; i < t->n; i++)
         if (scope_set(rc, sc, t->names[i], &items.items[i])) return -1;
     return 0;
@@ -1710,10 +1740,7 @@ static int assign(struct rctx *rc, struct scope *sc, const struct target *t, con
 
 static int count_step(struct rctx *rc, int line, int col)
 {
-    if (++rc->steps > rc->env->max_steps)
-        return rc_error(rc, line, col, "the render ran more than %llu loop iterations",
-                        (unsigned long long)rc->env->max_steps);
-    return 0;
+    return tmpl_count_steps(rc, line, col, 1);
 }
 
 static int exec_for(struct rctx *rc, struct scope *sc, const struct node *nd)
@@ -1739,7 +1766,7 @@ static int exec_for(struct rctx *rc, struct scope *sc, const struct node *nd)
                 assign(rc, ls, tgt, &items.items[i], nd->line, nd->col) ||
                 eval(rc, ls, nd->u.for_.cond, &c))
                 return -1;
-            if (tv_truthy(&c)) kept->items[k++] = items.items[i];
+            if (tmpl_tv_truthy(&c)) kept->items[k++] = items.items[i];
         }
         items.items = kept->items;
         items.n = k;
@@ -1750,7 +1777,7 @@ static int exec_for(struct rctx *rc, struct scope *sc, const struct node *nd)
         return exec_body(rc, ls, &nd->u.for_.els);
     }
     struct loop_state state = {.items = items, .index0 = 0};
-    struct loop_state *st = rc_alloc(rc, sizeof(*st));
+    struct loop_state *st = tmpl_rc_alloc(rc, sizeof(*st));
     if (!st) return -1;
     *st = state;
     struct tval loopv = {.kind = TV_LOOP};
@@ -1778,12 +1805,12 @@ static const struct template *find_template(struct rctx *rc, const struct node *
         const struct template *t = tmpl_env_find(rc->env, name->u.s.p, name->u.s.n);
         if (t) return t;
         if (!ignore_missing)
-            rc_error(rc, nd->line, nd->col, "template '%.*s' not found",
-                     (int)(name->u.s.n > 200 ? 200 : name->u.s.n), name->u.s.p);
+            tmpl_rc_error(rc, nd->line, nd->col, "template '%.*s' not found",
+                          (int)(name->u.s.n > 200 ? 200 : name->u.s.n), name->u.s.p);
         *missing = 1;
         return NULL;
     }
-    if (tv_is_sequence(name)) {
+    if (tmpl_tv_is_sequence(name)) {
         /* The first existing template of a list. */
         struct tlist l;
         if (tmpl_iterate(rc, nd->line, nd->col, name, &l)) return NULL;
@@ -1793,17 +1820,18 @@ static const struct template *find_template(struct rctx *rc, const struct node *
             if (t) return t;
         }
         if (!ignore_missing)
-            rc_error(rc, nd->line, nd->col, "none of the templates given were found");
+            tmpl_rc_error(rc, nd->line, nd->col, "none of the templates given were found");
         *missing = 1;
         return NULL;
     }
-    rc_error(rc, nd->line, nd->col, "a template name must be a string, not %s", tv_type_name(name));
+    tmpl_rc_error(rc, nd->line, nd->col, "a template name must be a string, not %s",
+                  tmpl_tv_type_name(name));
     return NULL;
 }
 
 static struct blockchain *chain_new(struct rctx *rc)
 {
-    struct blockchain *ch = rc_alloc(rc, sizeof(*ch));
+    struct blockchain *ch = tmpl_rc_alloc(rc, sizeof(*ch));
     if (!ch) return NULL;
     ch->e = NULL;
     ch->n = ch->cap = 0;
@@ -1817,7 +1845,7 @@ static int chain_add(struct rctx *rc, struct blockchain *ch, const struct templa
         if (!ce) {
             if (ch->n == ch->cap) {
                 size_t cap = ch->cap ? ch->cap * 2 : 8;
-                struct chain_entry *e = rc_alloc(rc, cap * sizeof(*e));
+                struct chain_entry *e = tmpl_rc_alloc(rc, cap * sizeof(*e));
                 if (!e) return -1;
                 if (ch->n) memcpy(e, ch->e, ch->n * sizeof(*e));
                 ch->e = e;
@@ -1830,7 +1858,7 @@ static int chain_add(struct rctx *rc, struct blockchain *ch, const struct templa
         }
         if (ce->n == ce->cap) {
             size_t cap = ce->cap ? ce->cap * 2 : 4;
-            struct chain_level *lv = rc_alloc(rc, cap * sizeof(*lv));
+            struct chain_level *lv = tmpl_rc_alloc(rc, cap * sizeof(*lv));
             if (!lv) return -1;
             if (ce->n) memcpy(lv, ce->levels, ce->n * sizeof(*lv));
             ce->levels = lv;
@@ -1872,10 +1900,10 @@ static int render_root(struct rctx *rc, const struct template *t, struct scope *
         if (!rc->parent) break;
         t = rc->parent;
         if (++levels > TMPL_MAX_CALLS) {
-            rc_error(rc, line, col,
-                     "templates extend each other in a cycle (or more than %d "
-                     "levels deep) at '%s'",
-                     TMPL_MAX_CALLS, t->name);
+            tmpl_rc_error(rc, line, col,
+                          "templates extend each other in a cycle (or more than %d "
+                          "levels deep) at '%s'",
+                          TMPL_MAX_CALLS, t->name);
             goto out;
         }
     }
@@ -1902,7 +1930,7 @@ static int import_module(struct rctx *rc, struct scope *sc, const struct node *n
     const struct template *t = find_template(rc, nd, &name, false, &missing);
     if (!t) return -1;
     struct scope *root = scope_new(rc, with_context ? sc : NULL);
-    struct module *m = rc_alloc(rc, sizeof(*m));
+    struct module *m = tmpl_rc_alloc(rc, sizeof(*m));
     if (!root || !m) return -1;
     /* The module's output is discarded; only its names matter. */
     struct strbuf *o = rc->out;
@@ -1920,8 +1948,8 @@ static int import_module(struct rctx *rc, struct scope *sc, const struct node *n
 static int check_output(struct rctx *rc, const struct node *nd)
 {
     if (rc->out->len - rc->out_start > rc->env->max_bytes)
-        return rc_error(rc, nd->line, nd->col, "the output is larger than %zu bytes",
-                        rc->env->max_bytes);
+        return tmpl_rc_error(rc, nd->line, nd->col, "the output is larger than %zu bytes",
+                             rc->env->max_bytes);
     return 0;
 }
 
@@ -1947,14 +1975,14 @@ static int exec_node(struct rctx *rc, struct scope *sc, const struct node *nd)
         } else if (eval(rc, sc, e, &v)) {
             return -1;
         }
-        if (tv_output(rc, &v)) return -1;
+        if (tmpl_tv_output(rc, &v)) return -1;
         return check_output(rc, nd);
     }
     case N_IF:
         for (size_t i = 0; i < nd->u.if_.n; i++) {
             struct tval c;
             if (eval(rc, sc, nd->u.if_.conds[i], &c)) return -1;
-            if (tv_truthy(&c)) return exec_body(rc, sc, &nd->u.if_.bodies[i]);
+            if (tmpl_tv_truthy(&c)) return exec_body(rc, sc, &nd->u.if_.bodies[i]);
         }
         return exec_body(rc, sc, &nd->u.if_.els);
     case N_FOR:
@@ -1981,14 +2009,15 @@ static int exec_node(struct rctx *rc, struct scope *sc, const struct node *nd)
         if (rc->suppress) return 0;
         struct chain_entry *ce = chain_find(rc->chain, nd->u.block.name);
         if (!ce)
-            return rc_error(rc, nd->line, nd->col, "block '%s' is not defined", nd->u.block.name);
+            return tmpl_rc_error(rc, nd->line, nd->col, "block '%s' is not defined",
+                                 nd->u.block.name);
         struct tval ignored;
         return render_block(rc, sc, ce, 0, true, &ignored);
     }
     case N_EXTENDS: {
         struct tval name;
         int missing;
-        if (rc->parent) return rc_error(rc, nd->line, nd->col, "extended multiple times");
+        if (rc->parent) return tmpl_rc_error(rc, nd->line, nd->col, "extended multiple times");
         if (eval(rc, sc, nd->u.expr, &name)) return -1;
         const struct template *t = find_template(rc, nd, &name, false, &missing);
         if (!t || chain_add(rc, rc->chain, t)) return -1;
@@ -2031,7 +2060,7 @@ static int exec_node(struct rctx *rc, struct scope *sc, const struct node *nd)
         return 0;
     }
     case N_MACRO: {
-        struct macro_val *m = rc_alloc(rc, sizeof(*m));
+        struct macro_val *m = tmpl_rc_alloc(rc, sizeof(*m));
         if (!m) return -1;
         m->def = nd->u.macro;
         m->closure = sc;
@@ -2043,7 +2072,7 @@ static int exec_node(struct rctx *rc, struct scope *sc, const struct node *nd)
     }
     case N_CALLBLOCK: {
         if (rc->suppress) return 0;
-        struct macro_val *m = rc_alloc(rc, sizeof(*m));
+        struct macro_val *m = tmpl_rc_alloc(rc, sizeof(*m));
         if (!m) return -1;
         m->def = nd->u.callblock.caller;
         m->closure = sc;
@@ -2053,14 +2082,14 @@ static int exec_node(struct rctx *rc, struct scope *sc, const struct node *nd)
         caller.u.macro = m;
         bool streamed;
         if (eval_call(rc, sc, nd->u.callblock.call, &caller, true, &streamed, &v)) return -1;
-        if (!streamed && tv_output(rc, &v)) return -1;
+        if (!streamed && tmpl_tv_output(rc, &v)) return -1;
         return check_output(rc, nd);
     }
     case N_WITH: {
         struct scope *inner = scope_new(rc, sc);
         if (!inner) return -1;
         /* Values are evaluated in the outer scope, then bound together. */
-        struct tval *vals = nd->u.with.n ? rc_alloc(rc, nd->u.with.n * sizeof(*vals)) : NULL;
+        struct tval *vals = nd->u.with.n ? tmpl_rc_alloc(rc, nd->u.with.n * sizeof(*vals)) : NULL;
         if (nd->u.with.n && !vals) return -1;
         for (size_t i = 0; i < nd->u.with.n; i++)
             if (eval(rc, sc, nd->u.with.vals[i], &vals[i])) return -1;
@@ -2077,20 +2106,20 @@ static int exec_node(struct rctx *rc, struct scope *sc, const struct node *nd)
         rc->placeholder = v;
         int r = eval(rc, sc, nd->u.filterblock.filter, &v);
         rc->placeholder = saved;
-        if (r || tv_output(rc, &v)) return -1;
+        if (r || tmpl_tv_output(rc, &v)) return -1;
         return check_output(rc, nd);
     }
     case N_AUTOESCAPE: {
         struct tval v;
         if (eval(rc, sc, nd->u.autoescape.value, &v)) return -1;
         bool saved = rc->autoescape;
-        rc->autoescape = tv_truthy(&v);
+        rc->autoescape = tmpl_tv_truthy(&v);
         int r = exec_body(rc, sc, &nd->u.autoescape.body);
         rc->autoescape = saved;
         return r;
     }
     default:
-        return rc_error(rc, nd->line, nd->col, "unknown statement");
+        return tmpl_rc_error(rc, nd->line, nd->col, "unknown statement");
     }
 }
 
@@ -2098,8 +2127,8 @@ static int exec_body(struct rctx *rc, struct scope *sc, const struct body *b)
 {
     if (++rc->depth > TMPL_MAX_EVAL_DEPTH) {
         rc->depth--;
-        return rc_error(rc, b->n ? b->items[0]->line : 0, b->n ? b->items[0]->col : 0,
-                        "templates nested too deeply");
+        return tmpl_rc_error(rc, b->n ? b->items[0]->line : 0, b->n ? b->items[0]->col : 0,
+                             "templates nested too deeply");
     }
     int r = 0;
     for (size_t i = 0; i < b->n && r == 0; i++)

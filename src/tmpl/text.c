@@ -126,7 +126,7 @@ static int special_find(const struct special_case *tab, size_t n, uint32_t cp, u
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-uint32_t utf8_next(const char *s, size_t n, size_t *i)
+uint32_t tmpl_utf8_next(const char *s, size_t n, size_t *i)
 {
     const unsigned char *p = (const unsigned char *)s + *i;
     size_t left = n - *i;
@@ -168,7 +168,7 @@ bad:
     return 0xFFFD;
 }
 
-size_t utf8_put(char *buf, uint32_t cp)
+size_t tmpl_utf8_put(char *buf, uint32_t cp)
 {
     if (cp < 0x80) {
         buf[0] = (char)cp;
@@ -192,7 +192,7 @@ size_t utf8_put(char *buf, uint32_t cp)
     return 4;
 }
 
-size_t utf8_count(const char *s, size_t n)
+size_t tmpl_utf8_count(const char *s, size_t n)
 {
     /* Code points = bytes - continuation bytes (10xxxxxx), counted eight
      * bytes at a time: a continuation byte has bit 7 set and bit 6 clear. */
@@ -208,17 +208,17 @@ size_t utf8_count(const char *s, size_t n)
     return n - cont;
 }
 
-size_t utf8_offset(const char *s, size_t n, size_t k)
+size_t tmpl_utf8_offset(const char *s, size_t n, size_t k)
 {
     size_t i = 0;
     while (k > 0 && i < n) {
-        utf8_next(s, n, &i);
+        tmpl_utf8_next(s, n, &i);
         k--;
     }
     return i;
 }
 
-bool uni_isspace(uint32_t cp)
+bool tmpl_uni_isspace(uint32_t cp)
 {
     if (cp < 0x80) return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20);
     switch (cp) {
@@ -236,7 +236,7 @@ bool uni_isspace(uint32_t cp)
     }
 }
 
-bool uni_isprintable(uint32_t cp)
+bool tmpl_uni_isprintable(uint32_t cp)
 {
     if (cp == ' ') return true;
     switch (utf8proc_category((utf8proc_int32_t)cp)) {
@@ -254,7 +254,7 @@ bool uni_isprintable(uint32_t cp)
     }
 }
 
-int uni_upper(uint32_t cp, uint32_t out[3])
+int tmpl_uni_upper(uint32_t cp, uint32_t out[3])
 {
     if (cp < 0x80) {
         out[0] = (cp >= 'a' && cp <= 'z') ? cp - 32 : cp;
@@ -266,7 +266,7 @@ int uni_upper(uint32_t cp, uint32_t out[3])
     return 1;
 }
 
-int uni_lower(uint32_t cp, uint32_t out[3])
+int tmpl_uni_lower(uint32_t cp, uint32_t out[3])
 {
     if (cp < 0x80) {
         out[0] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
@@ -278,29 +278,29 @@ int uni_lower(uint32_t cp, uint32_t out[3])
     return 1;
 }
 
-int uni_title(uint32_t cp, uint32_t out[3])
+int tmpl_uni_title(uint32_t cp, uint32_t out[3])
 {
-    if (cp < 0x80) return uni_upper(cp, out);
+    if (cp < 0x80) return tmpl_uni_upper(cp, out);
     int n = special_find(special_title, COUNT(special_title), cp, out);
     if (n) return n;
     out[0] = (uint32_t)utf8proc_totitle((utf8proc_int32_t)cp);
     return 1;
 }
 
-bool uni_isupper(uint32_t cp)
+bool tmpl_uni_isupper(uint32_t cp)
 {
     utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
     return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LT;
 }
 
-bool uni_islower(uint32_t cp)
+bool tmpl_uni_islower(uint32_t cp)
 {
     return utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_LL;
 }
 
 /* Unicode "Cased": letters with case (Lu, Ll, Lt) and the few others that
  * have a case mapping. */
-bool uni_iscased(uint32_t cp)
+bool tmpl_uni_iscased(uint32_t cp)
 {
     utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
     if (c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT)
@@ -311,7 +311,7 @@ bool uni_iscased(uint32_t cp)
 
 /* Unicode "Case_Ignorable": marks, format characters, modifiers and the
  * word-internal punctuation of Word_Break MidLetter/MidNumLet/Single_Quote. */
-bool uni_iscaseignorable(uint32_t cp)
+bool tmpl_uni_iscaseignorable(uint32_t cp)
 {
     switch (cp) {
     case 0x27:
@@ -353,7 +353,7 @@ bool uni_iscaseignorable(uint32_t cp)
     }
 }
 
-bool uni_isalnum(uint32_t cp)
+bool tmpl_uni_isalnum(uint32_t cp)
 {
     if (cp < 0x80) return (cp >= '0' && cp <= '9') || ((cp | 32) >= 'a' && (cp | 32) <= 'z');
     switch (utf8proc_category((utf8proc_int32_t)cp)) {

@@ -10,6 +10,8 @@
  * env.c the environment and template lookup.
  *
  * Not a public header: only the .c files of src/tmpl include it.
+ * Threads: the compiled form and the environment are read-only once built;
+ * everything that changes during a render hangs off its struct rctx.
  */
 #ifndef ECHO_TMPL_INT_H
 #define ECHO_TMPL_INT_H
@@ -410,26 +412,26 @@ int tmpl_parse(tmpl_env *env, struct template *t, struct echo_err *err);
 
 /* ---- text.c: Unicode helpers (Python str semantics) -------------------- */
 
-/* Decodes one code point at s[*i] (advancing *i); invalid bytes decode as
- * themselves (0x80..0xff) one at a time so that nothing is lost or loops. */
-uint32_t utf8_next(const char *s, size_t n, size_t *i);
+/* Decodes one code point at s[*i] (advancing *i); an invalid byte decodes
+ * as U+FFFD and advances by one, so every loop makes progress. */
+uint32_t tmpl_utf8_next(const char *s, size_t n, size_t *i);
 /* Encodes cp into buf (4 bytes), returns the length. */
-size_t utf8_put(char *buf, uint32_t cp);
-size_t utf8_count(const char *s, size_t n);
+size_t tmpl_utf8_put(char *buf, uint32_t cp);
+size_t tmpl_utf8_count(const char *s, size_t n);
 /* Byte offset of code point index k (clamped to n). */
-size_t utf8_offset(const char *s, size_t n, size_t k);
-bool uni_isspace(uint32_t cp); /* Python str.isspace */
-bool uni_isprintable(uint32_t cp);
+size_t tmpl_utf8_offset(const char *s, size_t n, size_t k);
+bool tmpl_uni_isspace(uint32_t cp); /* Python str.isspace */
+bool tmpl_uni_isprintable(uint32_t cp);
 /* Full case mappings as Python's str.upper()/lower()/title(); write up to 3
  * code points into out, return their number. */
-int uni_upper(uint32_t cp, uint32_t out[3]);
-int uni_lower(uint32_t cp, uint32_t out[3]);
-int uni_title(uint32_t cp, uint32_t out[3]);
-bool uni_isupper(uint32_t cp);
-bool uni_islower(uint32_t cp);
-bool uni_iscased(uint32_t cp);
-bool uni_iscaseignorable(uint32_t cp);
-bool uni_isalnum(uint32_t cp);
+int tmpl_uni_upper(uint32_t cp, uint32_t out[3]);
+int tmpl_uni_lower(uint32_t cp, uint32_t out[3]);
+int tmpl_uni_title(uint32_t cp, uint32_t out[3]);
+bool tmpl_uni_isupper(uint32_t cp);
+bool tmpl_uni_islower(uint32_t cp);
+bool tmpl_uni_iscased(uint32_t cp);
+bool tmpl_uni_iscaseignorable(uint32_t cp);
+bool tmpl_uni_isalnum(uint32_t cp);
 
 /* ---- per-render state (render.c) ----------------------------------------- */
 
@@ -482,17 +484,17 @@ struct rctx {
     _Alignas(16) char inline_buf[8192];
 };
 
-void *rc_alloc(struct rctx *rc, size_t n); /* NULL (with error set) when over the limit */
-char *rc_strdup(struct rctx *rc, const char *s, size_t n);
+void *tmpl_rc_alloc(struct rctx *rc, size_t n); /* NULL (with error set) when over the limit */
+char *tmpl_rc_strdup(struct rctx *rc, const char *s, size_t n);
 /* Records a runtime error at line:col of the running template; returns -1. */
-int rc_error(struct rctx *rc, int line, int col, const char *fmt, ...) ECHO_PRINTF(4, 5);
-int rc_undefined_error(struct rctx *rc, int line, int col, const struct tval *v);
+int tmpl_rc_error(struct rctx *rc, int line, int col, const char *fmt, ...) ECHO_PRINTF(4, 5);
+int tmpl_rc_undefined_error(struct rctx *rc, int line, int col, const struct tval *v);
 
-void abuf_init(struct abuf *b, struct rctx *rc);
-int abuf_put(struct abuf *b, const char *s, size_t n);
-int abuf_putc(struct abuf *b, char c);
-int abuf_putcp(struct abuf *b, uint32_t cp);
-struct tval abuf_finish(struct abuf *b, bool safe);
+void tmpl_abuf_init(struct abuf *b, struct rctx *rc);
+int tmpl_abuf_put(struct abuf *b, const char *s, size_t n);
+int tmpl_abuf_putc(struct abuf *b, char c);
+int tmpl_abuf_putcp(struct abuf *b, uint32_t cp);
+struct tval tmpl_abuf_finish(struct abuf *b, bool safe);
 
 const char *tmpl_macro_name(const struct macro_val *m);
 /* Follows an attribute path "a.b.0" as used by sort/map/... (Jinja's
@@ -511,44 +513,47 @@ int tmpl_arith(struct rctx *rc, const struct expr *e, int op, const struct tval 
                const struct tval *b, struct tval *out);
 int tmpl_compare_op(struct rctx *rc, const struct expr *e, int op, const struct tval *a,
                     const struct tval *b, bool *result);
+/* Charges n steps of work against the render's limit (loop iterations). */
+int tmpl_count_steps(struct rctx *rc, int line, int col, uint64_t n);
 /* Registers a JSON value produced during the render to be released at its end. */
 void tmpl_keep(struct rctx *rc, json_t *j);
 
 /* ---- value.c ------------------------------------------------------------ */
 
-struct tval tv_from_json(json_t *j);
-bool tv_truthy(const struct tval *v);
-bool tv_is_str(const struct tval *v);
-bool tv_is_mapping(const struct tval *v);
-bool tv_is_sequence(const struct tval *v); /* list, tuple, JSON array */
-bool tv_is_number(const struct tval *v);   /* int, float, bool */
-const char *tv_type_name(const struct tval *v);
+struct tval tmpl_tv_from_json(json_t *j);
+bool tmpl_tv_truthy(const struct tval *v);
+bool tmpl_tv_is_str(const struct tval *v);
+bool tmpl_tv_is_mapping(const struct tval *v);
+bool tmpl_tv_is_sequence(const struct tval *v); /* list, tuple, JSON array */
+bool tmpl_tv_is_number(const struct tval *v);   /* int, float, bool */
+const char *tmpl_tv_type_name(const struct tval *v);
 /* Python str(): appends the text of v (no escaping). */
-int tv_str_append(struct abuf *b, const struct tval *v);
+int tmpl_tv_str_append(struct abuf *b, const struct tval *v);
 /* Python repr(). */
-int tv_repr_append(struct abuf *b, const struct tval *v);
+int tmpl_tv_repr_append(struct abuf *b, const struct tval *v);
 /* str(v) as a value: strings are returned as they are (keeping safe). */
-int tv_to_str(struct rctx *rc, const struct tval *v, struct tval *out);
+int tmpl_tv_to_str(struct rctx *rc, const struct tval *v, struct tval *out);
 /* Writes v as it appears in output: escaped unless safe or !autoescape. */
-int tv_output(struct rctx *rc, const struct tval *v);
+int tmpl_tv_output(struct rctx *rc, const struct tval *v);
 /* Appends HTML-escaped text (markupsafe's entities). */
-void html_escape_append(struct strbuf *sb, const char *s, size_t n);
-int html_escape_abuf(struct abuf *b, const char *s, size_t n);
+void tmpl_html_escape_append(struct strbuf *sb, const char *s, size_t n);
+int tmpl_html_escape_abuf(struct abuf *b, const char *s, size_t n);
 /* The markup (escaped unless already safe) form of v, as Jinja's escape(). */
-int tv_escape(struct rctx *rc, const struct tval *v, struct tval *out);
-bool tv_equal(const struct tval *a, const struct tval *b);
+int tmpl_tv_escape(struct rctx *rc, const struct tval *v, struct tval *out);
+bool tmpl_tv_equal(const struct tval *a, const struct tval *b);
 /* Python ordering: 0 ok with *cmp set, -1 when the types do not order. */
-int tv_compare(const struct tval *a, const struct tval *b, int *cmp);
-size_t tv_len(const struct tval *v); /* only for strings, lists, mappings */
+int tmpl_tv_compare(const struct tval *a, const struct tval *b, int *cmp);
+size_t tmpl_tv_len(const struct tval *v); /* only for strings, lists, mappings */
 /* Python float repr. */
-void fmt_float(double f, char buf[32]);
-size_t fmt_int(int64_t i, char buf[24]);
+void tmpl_fmt_float(double f, char buf[32]);
+size_t tmpl_fmt_int(int64_t i, char buf[24]);
 /* JSON serialization as Jinja's tojson (sorted keys, HTML-safe escapes). */
-int tv_tojson(struct rctx *rc, int line, int col, const struct tval *v, int indent, struct abuf *b);
+int tmpl_tv_tojson(struct rctx *rc, int line, int col, const struct tval *v, int indent,
+                   struct abuf *b);
 /* A new JSON value for v (for custom filters); NULL when it has no JSON form. */
-json_t *tv_to_json(struct rctx *rc, const struct tval *v);
+json_t *tmpl_tv_to_json(struct rctx *rc, const struct tval *v);
 /* Looks a key up in a mapping value (TV_DICT, TV_NAMESPACE, JSON object). */
-bool tv_mapping_get(const struct tval *m, const char *k, size_t n, struct tval *out);
+bool tmpl_tv_mapping_get(const struct tval *m, const char *k, size_t n, struct tval *out);
 
 /* ---- filters.c ---------------------------------------------------------- */
 

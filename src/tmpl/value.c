@@ -16,7 +16,7 @@
 
 #include "tmpl/tmpl_int.h"
 
-struct tval tv_from_json(json_t *j)
+struct tval tmpl_tv_from_json(json_t *j)
 {
     if (!j) return tv_undef(NULL);
     switch (json_typeof(j)) {
@@ -40,28 +40,28 @@ struct tval tv_from_json(json_t *j)
     }
 }
 
-bool tv_is_str(const struct tval *v)
+bool tmpl_tv_is_str(const struct tval *v)
 {
     return v->kind == TV_STR;
 }
 
-bool tv_is_mapping(const struct tval *v)
+bool tmpl_tv_is_mapping(const struct tval *v)
 {
     return v->kind == TV_DICT || v->kind == TV_NAMESPACE ||
            (v->kind == TV_JSON && json_is_object(v->u.j));
 }
 
-bool tv_is_sequence(const struct tval *v)
+bool tmpl_tv_is_sequence(const struct tval *v)
 {
     return v->kind == TV_LIST || (v->kind == TV_JSON && json_is_array(v->u.j));
 }
 
-bool tv_is_number(const struct tval *v)
+bool tmpl_tv_is_number(const struct tval *v)
 {
     return v->kind == TV_INT || v->kind == TV_FLOAT || v->kind == TV_BOOL;
 }
 
-const char *tv_type_name(const struct tval *v)
+const char *tmpl_tv_type_name(const struct tval *v)
 {
     switch (v->kind) {
     case TV_UNDEF:
@@ -99,7 +99,7 @@ const char *tv_type_name(const struct tval *v)
     }
 }
 
-bool tv_truthy(const struct tval *v)
+bool tmpl_tv_truthy(const struct tval *v)
 {
     switch (v->kind) {
     case TV_UNDEF:
@@ -125,11 +125,11 @@ bool tv_truthy(const struct tval *v)
     }
 }
 
-size_t tv_len(const struct tval *v)
+size_t tmpl_tv_len(const struct tval *v)
 {
     switch (v->kind) {
     case TV_STR:
-        return utf8_count(v->u.s.p, v->u.s.n);
+        return tmpl_utf8_count(v->u.s.p, v->u.s.n);
     case TV_LIST:
         return v->u.list->n;
     case TV_DICT:
@@ -142,13 +142,13 @@ size_t tv_len(const struct tval *v)
     }
 }
 
-bool tv_mapping_get(const struct tval *m, const char *k, size_t n, struct tval *out)
+bool tmpl_tv_mapping_get(const struct tval *m, const char *k, size_t n, struct tval *out)
 {
     if (m->kind == TV_JSON) {
         if (!json_is_object(m->u.j)) return false;
         json_t *j = json_object_getn(m->u.j, k, n);
         if (!j) return false;
-        *out = tv_from_json(j);
+        *out = tmpl_tv_from_json(j);
         return true;
     }
     if (m->kind == TV_DICT || m->kind == TV_NAMESPACE) {
@@ -166,7 +166,7 @@ bool tv_mapping_get(const struct tval *m, const char *k, size_t n, struct tval *
 
 /* ---- numbers ---- */
 
-size_t fmt_int(int64_t i, char buf[24])
+size_t tmpl_fmt_int(int64_t i, char buf[24])
 {
     char tmp[24];
     size_t n = 0;
@@ -189,7 +189,7 @@ size_t fmt_int(int64_t i, char buf[24])
  * is that string), written in fixed notation when the decimal exponent is in
  * [-4, 16), else as d.ddde+XX, and with ".0" when it looks like an integer.
  */
-void fmt_float(double f, char buf[32])
+void tmpl_fmt_float(double f, char buf[32])
 {
     if (isnan(f)) {
         strcpy(buf, "nan");
@@ -293,7 +293,7 @@ static size_t first_special(const unsigned char *s, size_t n)
     return n;
 }
 
-void html_escape_append(struct strbuf *sb, const char *s, size_t n)
+void tmpl_html_escape_append(struct strbuf *sb, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t start = first_special(p, n);
@@ -321,16 +321,17 @@ void html_escape_append(struct strbuf *sb, const char *s, size_t n)
     sb->data[sb->len] = 0;
 }
 
-int html_escape_abuf(struct abuf *b, const char *s, size_t n)
+int tmpl_html_escape_abuf(struct abuf *b, const char *s, size_t n)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         const char *ent = html_entity[(unsigned char)s[i]];
         if (!ent) continue;
-        if ((i > run && abuf_put(b, s + run, i - run)) || abuf_put(b, ent, strlen(ent))) return -1;
+        if ((i > run && tmpl_abuf_put(b, s + run, i - run)) || tmpl_abuf_put(b, ent, strlen(ent)))
+            return -1;
         run = i + 1;
     }
-    return n > run ? abuf_put(b, s + run, n - run) : 0;
+    return n > run ? tmpl_abuf_put(b, s + run, n - run) : 0;
 }
 
 /* ---- str() and repr() ---- */
@@ -339,9 +340,9 @@ static int repr_str(struct abuf *b, const char *s, size_t n)
 {
     bool has_single = memchr(s, '\'', n) != NULL, has_double = memchr(s, '"', n) != NULL;
     char quote = has_single && !has_double ? '"' : '\'';
-    if (abuf_putc(b, quote)) return -1;
+    if (tmpl_abuf_putc(b, quote)) return -1;
     for (size_t i = 0; i < n;) {
-        uint32_t cp = utf8_next(s, n, &i);
+        uint32_t cp = tmpl_utf8_next(s, n, &i);
         char esc[16];
         const char *e = NULL;
         if (cp == (uint32_t)quote || cp == '\\') {
@@ -358,7 +359,7 @@ static int repr_str(struct abuf *b, const char *s, size_t n)
         } else if (cp < 0x20 || cp == 0x7F) {
             snprintf(esc, sizeof(esc), "\\x%02x", cp);
             e = esc;
-        } else if (cp >= 0x80 && !uni_isprintable(cp)) {
+        } else if (cp >= 0x80 && !tmpl_uni_isprintable(cp)) {
             if (cp < 0x100)
                 snprintf(esc, sizeof(esc), "\\x%02x", cp);
             else if (cp < 0x10000)
@@ -367,49 +368,49 @@ static int repr_str(struct abuf *b, const char *s, size_t n)
                 snprintf(esc, sizeof(esc), "\\U%08x", cp);
             e = esc;
         }
-        if (e ? abuf_put(b, e, strlen(e)) : abuf_putcp(b, cp)) return -1;
+        if (e ? tmpl_abuf_put(b, e, strlen(e)) : tmpl_abuf_putcp(b, cp)) return -1;
     }
-    return abuf_putc(b, quote);
+    return tmpl_abuf_putc(b, quote);
 }
 
 static int repr_or_str(struct abuf *b, const struct tval *v, bool repr, int depth);
 
 static int repr_seq_json(struct abuf *b, json_t *arr, int depth)
 {
-    if (abuf_putc(b, '[')) return -1;
+    if (tmpl_abuf_putc(b, '[')) return -1;
     for (size_t i = 0; i < json_array_size(arr); i++) {
-        struct tval item = tv_from_json(json_array_get(arr, i));
-        if ((i && abuf_put(b, ", ", 2)) || repr_or_str(b, &item, true, depth + 1)) return -1;
+        struct tval item = tmpl_tv_from_json(json_array_get(arr, i));
+        if ((i && tmpl_abuf_put(b, ", ", 2)) || repr_or_str(b, &item, true, depth + 1)) return -1;
     }
-    return abuf_putc(b, ']');
+    return tmpl_abuf_putc(b, ']');
 }
 
 static int repr_dict_json(struct abuf *b, json_t *obj, int depth)
 {
-    if (abuf_putc(b, '{')) return -1;
+    if (tmpl_abuf_putc(b, '{')) return -1;
     const char *key;
     json_t *val;
     bool first = true;
     json_object_foreach(obj, key, val)
     {
-        struct tval v = tv_from_json(val);
-        if ((!first && abuf_put(b, ", ", 2)) || repr_str(b, key, strlen(key)) ||
-            abuf_put(b, ": ", 2) || repr_or_str(b, &v, true, depth + 1))
+        struct tval v = tmpl_tv_from_json(val);
+        if ((!first && tmpl_abuf_put(b, ", ", 2)) || repr_str(b, key, strlen(key)) ||
+            tmpl_abuf_put(b, ": ", 2) || repr_or_str(b, &v, true, depth + 1))
             return -1;
         first = false;
     }
-    return abuf_putc(b, '}');
+    return tmpl_abuf_putc(b, '}');
 }
 
 static int repr_dict(struct abuf *b, const struct tdict *d, int depth)
 {
-    if (abuf_putc(b, '{')) return -1;
+    if (tmpl_abuf_putc(b, '{')) return -1;
     for (size_t i = 0; i < d->n; i++) {
-        if ((i && abuf_put(b, ", ", 2)) || repr_or_str(b, &d->keys[i], true, depth + 1) ||
-            abuf_put(b, ": ", 2) || repr_or_str(b, &d->vals[i], true, depth + 1))
+        if ((i && tmpl_abuf_put(b, ", ", 2)) || repr_or_str(b, &d->keys[i], true, depth + 1) ||
+            tmpl_abuf_put(b, ": ", 2) || repr_or_str(b, &d->vals[i], true, depth + 1))
             return -1;
     }
-    return abuf_putc(b, '}');
+    return tmpl_abuf_putc(b, '}');
 }
 
 static int repr_or_str(struct abuf *b, const struct tval *v, bool repr, int depth)
@@ -417,73 +418,74 @@ static int repr_or_str(struct abuf *b, const struct tval *v, bool repr, int dept
     char num[32];
     /* Namespaces are mutable, so values can contain themselves; Python
      * prints such a cycle as "...", and so do we past a fixed depth. */
-    if (depth > TMPL_MAX_NEST) return abuf_put(b, "...", 3);
+    if (depth > TMPL_MAX_NEST) return tmpl_abuf_put(b, "...", 3);
     switch (v->kind) {
     case TV_UNDEF:
     case TV_MISSING:
-        return repr ? abuf_put(b, "Undefined", 9) : 0;
+        return repr ? tmpl_abuf_put(b, "Undefined", 9) : 0;
     case TV_NONE:
-        return abuf_put(b, "None", 4);
+        return tmpl_abuf_put(b, "None", 4);
     case TV_BOOL:
-        return v->u.b ? abuf_put(b, "True", 4) : abuf_put(b, "False", 5);
+        return v->u.b ? tmpl_abuf_put(b, "True", 4) : tmpl_abuf_put(b, "False", 5);
     case TV_INT:
-        return abuf_put(b, num, fmt_int(v->u.i, num));
+        return tmpl_abuf_put(b, num, tmpl_fmt_int(v->u.i, num));
     case TV_FLOAT:
-        fmt_float(v->u.f, num);
-        return abuf_put(b, num, strlen(num));
+        tmpl_fmt_float(v->u.f, num);
+        return tmpl_abuf_put(b, num, strlen(num));
     case TV_STR:
-        if (!repr) return abuf_put(b, v->u.s.p, v->u.s.n);
+        if (!repr) return tmpl_abuf_put(b, v->u.s.p, v->u.s.n);
         if (v->safe)
-            return abuf_put(b, "Markup(", 7) || repr_str(b, v->u.s.p, v->u.s.n) ||
-                   abuf_putc(b, ')');
+            return tmpl_abuf_put(b, "Markup(", 7) || repr_str(b, v->u.s.p, v->u.s.n) ||
+                   tmpl_abuf_putc(b, ')');
         return repr_str(b, v->u.s.p, v->u.s.n);
     case TV_LIST: {
         const struct tlist *l = v->u.list;
-        if (abuf_putc(b, v->tuple ? '(' : '[')) return -1;
+        if (tmpl_abuf_putc(b, v->tuple ? '(' : '[')) return -1;
         for (size_t i = 0; i < l->n; i++)
-            if ((i && abuf_put(b, ", ", 2)) || repr_or_str(b, &l->items[i], true, depth + 1))
+            if ((i && tmpl_abuf_put(b, ", ", 2)) || repr_or_str(b, &l->items[i], true, depth + 1))
                 return -1;
-        if (v->tuple && l->n == 1 && abuf_putc(b, ',')) return -1;
-        return abuf_putc(b, v->tuple ? ')' : ']');
+        if (v->tuple && l->n == 1 && tmpl_abuf_putc(b, ',')) return -1;
+        return tmpl_abuf_putc(b, v->tuple ? ')' : ']');
     }
     case TV_DICT:
         return repr_dict(b, v->u.dict, depth);
     case TV_NAMESPACE:
-        return abuf_put(b, "<Namespace ", 11) || repr_dict(b, v->u.dict, depth) ||
-               abuf_putc(b, '>');
+        return tmpl_abuf_put(b, "<Namespace ", 11) || repr_dict(b, v->u.dict, depth) ||
+               tmpl_abuf_putc(b, '>');
     case TV_JSON:
         return json_is_array(v->u.j) ? repr_seq_json(b, v->u.j, depth)
                                      : repr_dict_json(b, v->u.j, depth);
     case TV_MACRO: {
         const char *name = tmpl_macro_name(v->u.macro);
-        return abuf_put(b, "<Macro ", 7) || repr_str(b, name, strlen(name)) || abuf_putc(b, '>');
+        return tmpl_abuf_put(b, "<Macro ", 7) || repr_str(b, name, strlen(name)) ||
+               tmpl_abuf_putc(b, '>');
     }
     case TV_LOOP:
-        return abuf_put(b, "<LoopContext>", 13);
+        return tmpl_abuf_put(b, "<LoopContext>", 13);
     case TV_MODULE:
-        return abuf_put(b, "<TemplateModule>", 16);
+        return tmpl_abuf_put(b, "<TemplateModule>", 16);
     case TV_FUNC:
-        if (v->u.fn == FN_SELF) return abuf_put(b, "<TemplateReference>", 19);
-        return abuf_put(b, "<built-in function>", 19);
+        if (v->u.fn == FN_SELF) return tmpl_abuf_put(b, "<TemplateReference>", 19);
+        return tmpl_abuf_put(b, "<built-in function>", 19);
     case TV_BLOCKREF:
-        return abuf_put(b, "<BlockReference ", 16) || repr_str(b, v->u.s.p, v->u.s.n) ||
-               abuf_putc(b, '>');
+        return tmpl_abuf_put(b, "<BlockReference ", 16) || repr_str(b, v->u.s.p, v->u.s.n) ||
+               tmpl_abuf_putc(b, '>');
     default:
         return 0;
     }
 }
 
-int tv_str_append(struct abuf *b, const struct tval *v)
+int tmpl_tv_str_append(struct abuf *b, const struct tval *v)
 {
     return repr_or_str(b, v, false, 0);
 }
 
-int tv_repr_append(struct abuf *b, const struct tval *v)
+int tmpl_tv_repr_append(struct abuf *b, const struct tval *v)
 {
     return repr_or_str(b, v, true, 0);
 }
 
-int tv_to_str(struct rctx *rc, const struct tval *v, struct tval *out)
+int tmpl_tv_to_str(struct rctx *rc, const struct tval *v, struct tval *out)
 {
     if (v->kind == TV_STR) {
         *out = *v;
@@ -494,28 +496,28 @@ int tv_to_str(struct rctx *rc, const struct tval *v, struct tval *out)
         return 0;
     }
     struct abuf b;
-    abuf_init(&b, rc);
-    if (tv_str_append(&b, v)) return -1;
-    *out = abuf_finish(&b, false);
+    tmpl_abuf_init(&b, rc);
+    if (tmpl_tv_str_append(&b, v)) return -1;
+    *out = tmpl_abuf_finish(&b, false);
     return 0;
 }
 
-int tv_escape(struct rctx *rc, const struct tval *v, struct tval *out)
+int tmpl_tv_escape(struct rctx *rc, const struct tval *v, struct tval *out)
 {
     if (v->kind == TV_STR && v->safe) {
         *out = *v;
         return 0;
     }
     struct tval s;
-    if (tv_to_str(rc, v, &s)) return -1;
+    if (tmpl_tv_to_str(rc, v, &s)) return -1;
     struct abuf b;
-    abuf_init(&b, rc);
-    if (html_escape_abuf(&b, s.u.s.p, s.u.s.n)) return -1;
-    *out = abuf_finish(&b, true);
+    tmpl_abuf_init(&b, rc);
+    if (tmpl_html_escape_abuf(&b, s.u.s.p, s.u.s.n)) return -1;
+    *out = tmpl_abuf_finish(&b, true);
     return 0;
 }
 
-int tv_output(struct rctx *rc, const struct tval *v)
+int tmpl_tv_output(struct rctx *rc, const struct tval *v)
 {
     struct strbuf *out = rc->out;
     char num[32];
@@ -526,10 +528,10 @@ int tv_output(struct rctx *rc, const struct tval *v)
         if (v->safe || !rc->autoescape)
             strbuf_append(out, v->u.s.p, v->u.s.n);
         else
-            html_escape_append(out, v->u.s.p, v->u.s.n);
+            tmpl_html_escape_append(out, v->u.s.p, v->u.s.n);
         return 0;
     case TV_INT:
-        strbuf_append(out, num, fmt_int(v->u.i, num));
+        strbuf_append(out, num, tmpl_fmt_int(v->u.i, num));
         return 0;
     case TV_NONE:
         strbuf_append(out, "None", 4);
@@ -538,14 +540,14 @@ int tv_output(struct rctx *rc, const struct tval *v)
         strbuf_puts(out, v->u.b ? "True" : "False");
         return 0;
     case TV_FLOAT:
-        fmt_float(v->u.f, num);
+        tmpl_fmt_float(v->u.f, num);
         strbuf_puts(out, num);
         return 0;
     default: {
         struct tval s;
-        if (tv_to_str(rc, v, &s)) return -1;
+        if (tmpl_tv_to_str(rc, v, &s)) return -1;
         if (rc->autoescape)
-            html_escape_append(out, s.u.s.p, s.u.s.n);
+            tmpl_html_escape_append(out, s.u.s.p, s.u.s.n);
         else
             strbuf_append(out, s.u.s.p, s.u.s.n);
         return 0;
@@ -583,7 +585,7 @@ static size_t seq_len(const struct tval *v)
 
 static struct tval seq_get(const struct tval *v, size_t i)
 {
-    return v->kind == TV_LIST ? v->u.list->items[i] : tv_from_json(json_array_get(v->u.j, i));
+    return v->kind == TV_LIST ? v->u.list->items[i] : tmpl_tv_from_json(json_array_get(v->u.j, i));
 }
 
 static bool str_eq(const struct tval *a, const char *s, size_t n)
@@ -595,14 +597,14 @@ static bool equal_d(const struct tval *a, const struct tval *b, int depth);
 
 static bool mapping_equal(const struct tval *a, const struct tval *b, int depth)
 {
-    if (tv_len(a) != tv_len(b)) return false;
+    if (tmpl_tv_len(a) != tmpl_tv_len(b)) return false;
     if (a->kind == TV_JSON) {
         const char *key;
         json_t *val;
         json_object_foreach(a->u.j, key, val)
         {
-            struct tval bv, av = tv_from_json(val);
-            if (!tv_mapping_get(b, key, strlen(key), &bv) || !equal_d(&av, &bv, depth + 1))
+            struct tval bv, av = tmpl_tv_from_json(val);
+            if (!tmpl_tv_mapping_get(b, key, strlen(key), &bv) || !equal_d(&av, &bv, depth + 1))
                 return false;
         }
         return true;
@@ -621,13 +623,14 @@ static bool mapping_equal(const struct tval *a, const struct tval *b, int depth)
             if (!found) return false;
             continue;
         }
-        if (!tv_mapping_get(b, k->u.s.p, k->u.s.n, &bv) || !equal_d(&d->vals[i], &bv, depth + 1))
+        if (!tmpl_tv_mapping_get(b, k->u.s.p, k->u.s.n, &bv) ||
+            !equal_d(&d->vals[i], &bv, depth + 1))
             return false;
     }
     return true;
 }
 
-bool tv_equal(const struct tval *a, const struct tval *b)
+bool tmpl_tv_equal(const struct tval *a, const struct tval *b)
 {
     return equal_d(a, b, 0);
 }
@@ -635,12 +638,12 @@ bool tv_equal(const struct tval *a, const struct tval *b)
 static bool equal_d(const struct tval *a, const struct tval *b, int depth)
 {
     if (depth > TMPL_MAX_NEST) return false; /* a cycle through a namespace */
-    if (tv_is_number(a) && tv_is_number(b))
+    if (tmpl_tv_is_number(a) && tmpl_tv_is_number(b))
         return num_cmp(a, b) == 0 && !(a->kind == TV_FLOAT && isnan(a->u.f)) &&
                !(b->kind == TV_FLOAT && isnan(b->u.f));
     if (a->kind == TV_STR) return str_eq(b, a->u.s.p, a->u.s.n);
     if (a->kind == TV_NONE || a->kind == TV_UNDEF) return b->kind == a->kind;
-    if (tv_is_sequence(a) && tv_is_sequence(b)) {
+    if (tmpl_tv_is_sequence(a) && tmpl_tv_is_sequence(b)) {
         bool at = a->kind == TV_LIST && a->tuple, bt = b->kind == TV_LIST && b->tuple;
         if (at != bt) return false;
         size_t n = seq_len(a);
@@ -672,7 +675,7 @@ static bool equal_d(const struct tval *a, const struct tval *b, int depth)
 
 static int compare_d(const struct tval *a, const struct tval *b, int *cmp, int depth);
 
-int tv_compare(const struct tval *a, const struct tval *b, int *cmp)
+int tmpl_tv_compare(const struct tval *a, const struct tval *b, int *cmp)
 {
     return compare_d(a, b, cmp, 0);
 }
@@ -680,7 +683,7 @@ int tv_compare(const struct tval *a, const struct tval *b, int *cmp)
 static int compare_d(const struct tval *a, const struct tval *b, int *cmp, int depth)
 {
     if (depth > TMPL_MAX_NEST) return -1;
-    if (tv_is_number(a) && tv_is_number(b)) {
+    if (tmpl_tv_is_number(a) && tmpl_tv_is_number(b)) {
         *cmp = num_cmp(a, b);
         return 0;
     }
@@ -691,7 +694,7 @@ static int compare_d(const struct tval *a, const struct tval *b, int *cmp, int d
         *cmp = c ? (c < 0 ? -1 : 1) : (a->u.s.n < b->u.s.n ? -1 : a->u.s.n > b->u.s.n);
         return 0;
     }
-    if (tv_is_sequence(a) && tv_is_sequence(b)) {
+    if (tmpl_tv_is_sequence(a) && tmpl_tv_is_sequence(b)) {
         bool at = a->kind == TV_LIST && a->tuple, bt = b->kind == TV_LIST && b->tuple;
         if (at != bt) return -1;
         size_t na = seq_len(a), nb = seq_len(b);
@@ -710,10 +713,10 @@ static int compare_d(const struct tval *a, const struct tval *b, int *cmp, int d
 
 static int json_str(struct abuf *b, const char *s, size_t n)
 {
-    if (abuf_putc(b, '"')) return -1;
+    if (tmpl_abuf_putc(b, '"')) return -1;
     for (size_t i = 0; i < n;) {
         size_t start = i;
-        uint32_t cp = utf8_next(s, n, &i);
+        uint32_t cp = tmpl_utf8_next(s, n, &i);
         char esc[16];
         const char *e = NULL;
         switch (cp) {
@@ -764,9 +767,9 @@ static int json_str(struct abuf *b, const char *s, size_t n)
                 e = esc;
             }
         }
-        if (e ? abuf_put(b, e, strlen(e)) : abuf_put(b, s + start, i - start)) return -1;
+        if (e ? tmpl_abuf_put(b, e, strlen(e)) : tmpl_abuf_put(b, s + start, i - start)) return -1;
     }
-    return abuf_putc(b, '"');
+    return tmpl_abuf_putc(b, '"');
 }
 
 struct json_member {
@@ -786,9 +789,9 @@ static int member_cmp(const void *x, const void *y)
 static int json_newline(struct abuf *b, int indent, int level)
 {
     if (indent < 0) return 0;
-    if (abuf_putc(b, '\n')) return -1;
+    if (tmpl_abuf_putc(b, '\n')) return -1;
     for (int i = 0; i < indent * level; i++)
-        if (abuf_putc(b, ' ')) return -1;
+        if (tmpl_abuf_putc(b, ' ')) return -1;
     return 0;
 }
 
@@ -796,43 +799,45 @@ static int json_value(struct rctx *rc, int line, int col, const struct tval *v, 
                       int level, struct abuf *b)
 {
     char num[32];
-    if (level > TMPL_MAX_NEST) return rc_error(rc, line, col, "tojson: value nested too deeply");
+    if (level > TMPL_MAX_NEST)
+        return tmpl_rc_error(rc, line, col, "tojson: value nested too deeply");
     const char *sep = indent < 0 ? ", " : ",";
     switch (v->kind) {
     case TV_NONE:
-        return abuf_put(b, "null", 4);
+        return tmpl_abuf_put(b, "null", 4);
     case TV_BOOL:
-        return v->u.b ? abuf_put(b, "true", 4) : abuf_put(b, "false", 5);
+        return v->u.b ? tmpl_abuf_put(b, "true", 4) : tmpl_abuf_put(b, "false", 5);
     case TV_INT:
-        return abuf_put(b, num, fmt_int(v->u.i, num));
+        return tmpl_abuf_put(b, num, tmpl_fmt_int(v->u.i, num));
     case TV_FLOAT:
-        if (isnan(v->u.f)) return abuf_put(b, "NaN", 3);
+        if (isnan(v->u.f)) return tmpl_abuf_put(b, "NaN", 3);
         if (isinf(v->u.f))
-            return v->u.f < 0 ? abuf_put(b, "-Infinity", 9) : abuf_put(b, "Infinity", 8);
-        fmt_float(v->u.f, num);
-        return abuf_put(b, num, strlen(num));
+            return v->u.f < 0 ? tmpl_abuf_put(b, "-Infinity", 9) : tmpl_abuf_put(b, "Infinity", 8);
+        tmpl_fmt_float(v->u.f, num);
+        return tmpl_abuf_put(b, num, strlen(num));
     case TV_STR:
         return json_str(b, v->u.s.p, v->u.s.n);
     case TV_LIST:
     case TV_JSON:
-        if (tv_is_sequence(v)) {
+        if (tmpl_tv_is_sequence(v)) {
             size_t n = seq_len(v);
-            if (n == 0) return abuf_put(b, "[]", 2);
-            if (abuf_putc(b, '[')) return -1;
+            if (n == 0) return tmpl_abuf_put(b, "[]", 2);
+            if (tmpl_abuf_putc(b, '[')) return -1;
             for (size_t i = 0; i < n; i++) {
                 struct tval item = seq_get(v, i);
-                if ((i && abuf_put(b, sep, strlen(sep))) || json_newline(b, indent, level + 1) ||
+                if ((i && tmpl_abuf_put(b, sep, strlen(sep))) ||
+                    json_newline(b, indent, level + 1) ||
                     json_value(rc, line, col, &item, indent, level + 1, b))
                     return -1;
             }
-            return json_newline(b, indent, level) || abuf_putc(b, ']');
+            return json_newline(b, indent, level) || tmpl_abuf_putc(b, ']');
         }
         /* fall through - a JSON object */
     case TV_DICT:
     case TV_NAMESPACE: {
-        size_t n = tv_len(v);
-        if (n == 0) return abuf_put(b, "{}", 2);
-        struct json_member *m = rc_alloc(rc, n * sizeof(*m));
+        size_t n = tmpl_tv_len(v);
+        if (n == 0) return tmpl_abuf_put(b, "{}", 2);
+        struct json_member *m = tmpl_rc_alloc(rc, n * sizeof(*m));
         if (!m) return -1;
         size_t k = 0;
         if (v->kind == TV_JSON) {
@@ -842,7 +847,7 @@ static int json_value(struct rctx *rc, int line, int col, const struct tval *v, 
             {
                 m[k].k = key;
                 m[k].n = strlen(key);
-                m[k].v = tv_from_json(val);
+                m[k].v = tmpl_tv_from_json(val);
                 k++;
             }
         } else {
@@ -854,34 +859,35 @@ static int json_value(struct rctx *rc, int line, int col, const struct tval *v, 
                 else if (key->kind == TV_BOOL)
                     ks = key->u.b ? tv_str("true", 4, false) : tv_str("false", 5, false);
                 else if (key->kind == TV_STR || key->kind == TV_INT || key->kind == TV_FLOAT) {
-                    if (tv_to_str(rc, key, &ks)) return -1;
+                    if (tmpl_tv_to_str(rc, key, &ks)) return -1;
                 } else
-                    return rc_error(rc, line, col,
-                                    "tojson: keys must be str, int, float, "
-                                    "bool or None, not %s",
-                                    tv_type_name(key));
+                    return tmpl_rc_error(rc, line, col,
+                                         "tojson: keys must be str, int, float, "
+                                         "bool or None, not %s",
+                                         tmpl_tv_type_name(key));
                 m[k].k = ks.u.s.p;
                 m[k].n = ks.u.s.n;
                 m[k].v = v->u.dict->vals[k];
             }
         }
         qsort(m, k, sizeof(*m), member_cmp);
-        if (abuf_putc(b, '{')) return -1;
+        if (tmpl_abuf_putc(b, '{')) return -1;
         for (size_t i = 0; i < k; i++) {
-            if ((i && abuf_put(b, sep, strlen(sep))) || json_newline(b, indent, level + 1) ||
-                json_str(b, m[i].k, m[i].n) || abuf_put(b, ": ", 2) ||
+            if ((i && tmpl_abuf_put(b, sep, strlen(sep))) || json_newline(b, indent, level + 1) ||
+                json_str(b, m[i].k, m[i].n) || tmpl_abuf_put(b, ": ", 2) ||
                 json_value(rc, line, col, &m[i].v, indent, level + 1, b))
                 return -1;
         }
-        return json_newline(b, indent, level) || abuf_putc(b, '}');
+        return json_newline(b, indent, level) || tmpl_abuf_putc(b, '}');
     }
     default:
-        return rc_error(rc, line, col, "Object of type %s is not JSON serializable",
-                        tv_type_name(v));
+        return tmpl_rc_error(rc, line, col, "Object of type %s is not JSON serializable",
+                             tmpl_tv_type_name(v));
     }
 }
 
-int tv_tojson(struct rctx *rc, int line, int col, const struct tval *v, int indent, struct abuf *b)
+int tmpl_tv_tojson(struct rctx *rc, int line, int col, const struct tval *v, int indent,
+                   struct abuf *b)
 {
     return json_value(rc, line, col, v, indent, 0, b);
 }
@@ -913,7 +919,7 @@ static json_t *to_json_d(struct rctx *rc, const struct tval *v, int depth)
         json_t *o = json_object();
         for (size_t i = 0; i < v->u.dict->n; i++) {
             struct tval ks;
-            if (tv_to_str(rc, &v->u.dict->keys[i], &ks)) {
+            if (tmpl_tv_to_str(rc, &v->u.dict->keys[i], &ks)) {
                 json_decref(o);
                 return NULL;
             }
@@ -927,7 +933,7 @@ static json_t *to_json_d(struct rctx *rc, const struct tval *v, int depth)
     }
 }
 
-json_t *tv_to_json(struct rctx *rc, const struct tval *v)
+json_t *tmpl_tv_to_json(struct rctx *rc, const struct tval *v)
 {
     return to_json_d(rc, v, 0);
 }

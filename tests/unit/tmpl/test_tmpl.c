@@ -1320,6 +1320,15 @@ static void test_render_limits(void **state)
     r = render_env(env, "out.html", NULL, &err);
     assert_null(r);
     assert_non_null(strstr(err.msg, "larger than"));
+    /* Quadratic work counts as steps; empty repetitions are instant. */
+    const char *uniq = "{{ range(5000)|unique|list|length }}";
+    const char *empty = "{{ ([] * 1000000000000)|length }}{{ ('' * 1000000000000)|length }}";
+    assert_int_equal(tmpl_env_add(env, "uniq.html", uniq, strlen(uniq), &err), 0);
+    assert_int_equal(tmpl_env_add(env, "empty.html", empty, strlen(empty), &err), 0);
+    r = render_env(env, "uniq.html", NULL, &err);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "loop iterations"));
+    check_env(env, "empty.html", NULL, "00");
     free(out_big);
     tmpl_env_free(env);
     check_render_error("{{ range(2000000) }}", NULL, 1, "range() of more than");
