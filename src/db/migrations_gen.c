@@ -108,7 +108,36 @@ static const char migration_0[] =
     "CREATE INDEX sessions_user_id ON sessions (user_id);\n"
     "CREATE INDEX sessions_expires_at ON sessions (expires_at);\n";
 
+/* migrations/002_message_ids_never_reused.sql */
+static const char migration_1[] =
+    "-- Message ids are never reused: a tab that saw answer N end must not take a\n"
+    "-- later exchange with the same id for that old one (clearing a discussion\n"
+    "-- deletes the newest rows, and a plain INTEGER PRIMARY KEY would hand their\n"
+    "-- ids out again). AUTOINCREMENT needs a table rebuild in SQLite.\n"
+    "CREATE TABLE messages_new (\n"
+    "    id                INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "    user_id           INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,\n"
+    "    role              TEXT    NOT NULL CHECK (role IN ('user', 'assistant')),\n"
+    "    content           TEXT    NOT NULL,\n"
+    "    created_at        INTEGER NOT NULL,\n"
+    "    prompt_tokens     INTEGER,\n"
+    "    completion_tokens INTEGER,\n"
+    "    finish_reason     TEXT,\n"
+    "    tokens_per_second REAL\n"
+    ");\n"
+    "INSERT INTO messages_new (id, user_id, role, content, created_at, prompt_tokens,\n"
+    "                          completion_tokens, finish_reason, tokens_per_second)\n"
+    "    SELECT id, user_id, role, content, created_at, prompt_tokens, completion_tokens,\n"
+    "           finish_reason, tokens_per_second FROM messages;\n"
+    "DROP TABLE messages;\n"
+    "ALTER TABLE messages_new RENAME TO messages;\n"
+    "CREATE INDEX messages_user_id ON messages (user_id);\n"
+    "CREATE INDEX messages_created_at ON messages (created_at);\n"
+    "CREATE INDEX messages_answers ON messages (role, completion_tokens, tokens_per_second)\n"
+    "    WHERE role = 'assistant';\n";
+
 const struct db_migration db_migrations_embedded[] = {
     {1, "001_init.sql", migration_0, sizeof(migration_0) - 1},
+    {2, "002_message_ids_never_reused.sql", migration_1, sizeof(migration_1) - 1},
 };
-const size_t db_migrations_embedded_count = 1;
+const size_t db_migrations_embedded_count = 2;

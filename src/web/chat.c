@@ -107,16 +107,20 @@ static struct gen *find_gen(web_chat *c, int64_t user_id)
     return NULL;
 }
 
-static void remove_gen(web_chat *c, struct gen *g)
+/* Takes g off the list: the user's slot is free from here on. Caller holds
+ * c->lock. */
+static void unlink_gen_locked(web_chat *c, struct gen *g)
 {
-    pthread_mutex_lock(&c->lock);
     for (struct gen **p = &c->gens; *p; p = &(*p)->next) {
         if (*p == g) {
             *p = g->next;
             break;
         }
     }
-    pthread_mutex_unlock(&c->lock);
+}
+
+static void free_gen(struct gen *g)
+{
     strbuf_deinit(&g->text);
     free(g->message);
     free(g);
@@ -182,18 +186,28 @@ static void on_end(void *user, uint64_t id, const struct llm_gen_stats *stats)
 
 /* ---- worker thread ---- */
 
+/* The slot is freed before the ack goes out: a client that sends again as
+ * soon as it reads the refusal must not be told the slot is still taken. */
 static void send_failed(web_chat *c, struct gen *g, db *d, const char *message)
 {
     if (g->exchange_id && d)
         db_message_delete(d, g->exchange_id, NULL);
+    pthread_mutex_lock(&c->lock);
+    unlink_gen_locked(c, g);
+    pthread_mutex_unlock(&c->lock);
     if (g->has_ack)
         ack_error(c, &g->ack, message);
-    remove_gen(c, g);
+    free_gen(g);
 }
 
-static void do_send(web_chat *c, struct gen *g)
+static void do_send(web_chat *c, struct gen *g, bool stopping)
 {
     struct echo_err err = {0};
+    if (stopping) {
+        /* The server is stopping: the message is not taken (nor stored). */
+        send_failed(c, g, NULL, "Echo is restarting; please send your message again.");
+        return;
+    }
     db *d = db_pool_acquire(c->pool, CHAT_DB_TIMEOUT_MS, &err);
     if (!d) {
         log_error("chat: no database connection: %s", err.msg);
@@ -289,16 +303,26 @@ static void do_send(web_chat *c, struct gen *g)
     json_decref(um);
 }
 
+/*
+ * Stores the answer, frees the user's slot, then announces the end (in that
+ * order: a client may send its next message the moment response_end
+ * arrives). A discussion cleared meanwhile (web_chat_clear: discard set,
+ * then every message deleted) must not get this answer back: discard is
+ * read after the insert, in the same critical section that takes g off the
+ * list, so either the clear's delete comes after the insert or the insert
+ * is undone here.
+ */
 static void do_end(web_chat *c, struct gen *g)
 {
     const struct llm_gen_stats *st = &g->stats;
     int64_t answer_id = 0;
+    struct echo_err err = {0};
+    db *d = NULL;
     pthread_mutex_lock(&c->lock);
     bool discard = g->discard;
     pthread_mutex_unlock(&c->lock);
     if (!discard && g->text.len > 0) {
-        struct echo_err err = {0};
-        db *d = db_pool_acquire(c->pool, CHAT_DB_TIMEOUT_MS, &err);
+        d = db_pool_acquire(c->pool, CHAT_DB_TIMEOUT_MS, &err);
         if (d) {
             struct db_message m;
             db_message_init(&m);
@@ -309,14 +333,26 @@ static void do_end(web_chat *c, struct gen *g)
             m.completion_tokens = st->completion_tokens;
             m.finish_reason = (char *)llm_finish_name(st->finish);
             m.tokens_per_second = st->gen_tps;
-            if (db_message_add(d, &m, &answer_id, &err) != DB_OK)
+            if (db_message_add(d, &m, &answer_id, &err) != DB_OK) {
                 log_error("chat: storing the answer for user %lld: %s", (long long)g->user_id,
                           err.msg);
-            db_pool_release(c->pool, d);
+                answer_id = 0;
+            }
         } else {
             log_error("chat: no database connection to store an answer: %s", err.msg);
         }
     }
+    pthread_mutex_lock(&c->lock);
+    discard = g->discard;
+    unlink_gen_locked(c, g);
+    pthread_mutex_unlock(&c->lock);
+    if (discard && answer_id) {
+        if (db_message_delete(d, answer_id, &err) != DB_OK)
+            log_error("chat: removing an answer of a cleared discussion: %s", err.msg);
+        answer_id = 0;
+    }
+    if (d)
+        db_pool_release(c->pool, d);
     if (st->finish == LLM_FINISH_ERROR)
         log_error("chat: generation for user %lld failed: %s", (long long)g->user_id, st->error);
     json_t *j = json_object();
@@ -330,9 +366,15 @@ static void do_end(web_chat *c, struct gen *g)
         json_object_set_new(j, "message_id", json_integer(answer_id));
     sio_emit_user(c->sio, g->user_id, "response_end", j);
     json_decref(j);
-    remove_gen(c, g);
+    free_gen(g);
 }
 
+/*
+ * The worker also ends the scheduler when the chat stops: it is the only
+ * thread submitting, so the scheduler is never freed under a submit. Ending
+ * it ends every request (on_end: cancelled), whose JOB_ENDs are then drained
+ * like any other.
+ */
 static void *worker_main(void *arg)
 {
     web_chat *c = arg;
@@ -346,14 +388,24 @@ static void *worker_main(void *arg)
             if (!c->jobs_head)
                 c->jobs_tail = NULL;
         }
+        bool stopping = c->stopping;
         pthread_mutex_unlock(&c->jobs_lock);
-        if (!j)
-            return NULL; /* stopping and drained */
-        if (j->kind == JOB_SEND)
-            do_send(c, j->gen);
-        else
-            do_end(c, j->gen);
-        free(j);
+        if (j) {
+            if (j->kind == JOB_SEND)
+                do_send(c, j->gen, stopping);
+            else
+                do_end(c, j->gen);
+            free(j);
+            continue;
+        }
+        /* Stopping, and nothing queued. */
+        pthread_mutex_lock(&c->lock);
+        llm_sched *sched = c->sched;
+        c->sched = NULL;
+        pthread_mutex_unlock(&c->lock);
+        if (!sched)
+            return NULL; /* drained */
+        llm_sched_free(sched);
     }
 }
 
@@ -381,8 +433,12 @@ static void on_send_message(sio_server *srv, sio_socket *sock, json_t *args,
         ack_error(c, ack, "The message is empty.");
         return;
     }
-    if (chars > CHAT_MAX_CHARS || memchr(text, 0, len)) {
+    if (chars > CHAT_MAX_CHARS) {
         ack_error(c, ack, "The message is too long (at most 8000 characters).");
+        return;
+    }
+    if (memchr(text, 0, len)) {
+        ack_error(c, ack, "The message contains a NUL character.");
         return;
     }
     if (!c->sched) {
@@ -497,11 +553,8 @@ void web_chat_free(web_chat *c)
 {
     if (!c)
         return;
-    /* Ending the scheduler ends every request (on_end: cancelled), which
-     * queues their JOB_END; the worker then stores them and drains. */
-    if (c->sched)
-        llm_sched_free(c->sched);
-    c->sched = NULL;
+    /* The worker ends the scheduler (see worker_main), stores the answers
+     * this cancels, and drains. */
     if (c->worker_started) {
         pthread_mutex_lock(&c->jobs_lock);
         c->stopping = true;
@@ -509,13 +562,14 @@ void web_chat_free(web_chat *c)
         pthread_mutex_unlock(&c->jobs_lock);
         pthread_join(c->worker, NULL);
     }
-    /* Messages that never reached the scheduler (sent during shutdown). */
+    /* Without a worker (it failed to start) nothing else ends these. */
+    if (c->sched)
+        llm_sched_free(c->sched);
+    c->sched = NULL;
     while (c->gens) {
         struct gen *g = c->gens;
         c->gens = g->next;
-        strbuf_deinit(&g->text);
-        free(g->message);
-        free(g);
+        free_gen(g);
     }
     pthread_cond_destroy(&c->jobs_cond);
     pthread_mutex_destroy(&c->jobs_lock);

@@ -11,10 +11,9 @@
  * response_end. No thread blocks another: the realtime thread never touches
  * the database, the engine thread only appends text and emits.
  *
- * Threads: web_chat_new / web_chat_free on the main thread (free after the
- * HTTP server and the realtime server have stopped emitting into us, but
- * before the scheduler is freed... see web_chat_free); the others from any
- * thread.
+ * Threads: web_chat_new / web_chat_free on the main thread (free once the
+ * HTTP server, and with it the realtime thread, has stopped: no event or
+ * page may reach the chat any more); the others from any thread.
  */
 #ifndef ECHO_WEB_CHAT_H
 #define ECHO_WEB_CHAT_H
@@ -41,7 +40,9 @@ struct web_chat_deps {
  * ownership of deps->sched. NULL with err on failure. */
 web_chat *web_chat_new(const struct web_chat_deps *deps, struct echo_err *err);
 /* Cancels running answers (they are stored, marked cancelled), stops the
- * scheduler and the worker. Call after the HTTP server has stopped. */
+ * scheduler and the worker; a message not yet handed to the engine is
+ * dropped (its sender never got an ok). Call after the HTTP server has
+ * stopped. */
 void web_chat_free(web_chat *c);
 
 /* Adds to a page context what chat.html needs: messages (the discussion,

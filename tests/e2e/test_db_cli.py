@@ -20,6 +20,10 @@ import pytest
 ECHOBOT = os.environ.get("ECHOBOT", "build/test/src/app/echobot")
 
 
+# The migration files, in order (the binary embeds the same list).
+MIGRATIONS = sorted(f for f in os.listdir(os.path.join(
+    os.environ.get("ECHO_SOURCE_DIR", "."), "migrations")) if f.endswith(".sql"))
+
 def run(tmp_path, *args, stdin=None, env=None, check=None):
     e = {k: v for k, v in os.environ.items() if not k.startswith("ECHO_") and k != "SECRET_KEY"}
     e["ECHO_INSTANCE_DIR"] = str(tmp_path / "instance")
@@ -68,14 +72,15 @@ def test_status_upgrade_rerun(tmp_path):
     assert "does not exist yet" in p.stdout
     assert not dbfile(tmp_path).exists()  # looking creates nothing
     p = run(tmp_path, "db", "upgrade", check=0)
-    assert "applied 1 migration" in p.stdout
+    n = len(MIGRATIONS)
+    assert f"applied {n} migration{'s' if n > 1 else ''}" in p.stdout
     p = run(tmp_path, "db", "status", check=0)
     assert "001_init.sql" in p.stdout and "applied 20" in p.stdout
     assert "0 pending" in p.stdout
     p = run(tmp_path, "db", "upgrade", check=0)
     assert "up to date" in p.stdout
     rows = sql(tmp_path, "SELECT version, name, length(checksum) FROM schema_migrations")
-    assert rows == [(1, "001_init.sql", 64)]
+    assert rows == [(int(m[:3]), m, 64) for m in MIGRATIONS]
     assert sql(tmp_path, "PRAGMA journal_mode")[0][0] == "wal"
     run(tmp_path, "db", "check", check=0)
 
@@ -127,7 +132,7 @@ def test_auto_migrate_setting(tmp_path):
     # In development the default is to upgrade.
     p = run(tmp_path, "user", "list", check=0)
     assert "0 users" in p.stdout
-    assert sql(tmp_path, "SELECT count(*) FROM schema_migrations")[0][0] == 1
+    assert sql(tmp_path, "SELECT count(*) FROM schema_migrations")[0][0] == len(MIGRATIONS)
 
 
 def create(tmp_path, username, email, password="password123", *extra, check=0):
