@@ -1178,7 +1178,7 @@ void kern_matrix_row(const struct kern_matrix *m, int r, float *dst)
 /* Work is cut into tiles of (rows x tokens), claimed from an atomic counter
  * so that a thread slowed by another process does not hold the others up.
  * 64 rows = 4 P16 groups; 64 tokens of activations (<= 600 KB at 8960
- * columns) and the weights of a tile stay in the 1-2 MB L2 of one core. */
+ * columns) and the weights of a tile stay in the 1 MB L2 of a Zen 4 core. */
 #define MM_TILE_ROWS 64
 #define MM_TILE_TOKENS 64
 _Static_assert(MM_TILE_TOKENS % P16_NT == 0, "token tiles are whole X8 tiles");
@@ -1363,19 +1363,31 @@ void kern_matmul(const struct kern_matrix *W, const float *X, int T, float *Y,
 
 /* ---- measurement ------------------------------------------------------------ */
 
+/* The buffer is read in 1 MiB chunks claimed from a counter, as the matrix
+ * products claim their tiles: the threads read nearby addresses, and one
+ * slowed by another program does not hold the others up. */
+#define BW_CHUNK ((size_t)1 << 20)
+
 struct bw_job {
     const struct kern_ops *ops;
     const uint8_t *buf;
     size_t bytes;
+    atomic_size_t next;
     atomic_uint_fast64_t sink;
 };
 
 static void bw_worker(void *arg, int ith, int nth)
 {
+    (void)ith;
+    (void)nth;
     struct bw_job *j = arg;
-    size_t units = j->bytes / 256;
-    size_t u0 = units * (size_t)ith / (size_t)nth, u1 = units * (size_t)(ith + 1) / (size_t)nth;
-    uint64_t v = j->ops->read_stream(j->buf + u0 * 256, (u1 - u0) * 256);
+    uint64_t v = 0;
+    for (;;) {
+        size_t off = atomic_fetch_add_explicit(&j->next, BW_CHUNK, memory_order_relaxed);
+        if (off >= j->bytes) break;
+        size_t n = j->bytes - off < BW_CHUNK ? j->bytes - off : BW_CHUNK;
+        v ^= j->ops->read_stream(j->buf + off, n);
+    }
     atomic_fetch_xor(&j->sink, v);
 }
 
@@ -1389,11 +1401,13 @@ double kern_read_bandwidth(struct kern_pool *pool, size_t bytes, int reps)
     for (size_t i = 0; i < bytes; i += 64)
         memset(buf + i, (int)(i >> 6) | 1, 64);
     struct bw_job j = {.ops = kern_ops_get(), .buf = buf, .bytes = bytes};
+    atomic_init(&j.next, 0);
     atomic_init(&j.sink, 0);
     kern_pool_run(pool, bw_worker, &j); /* warm-up: page tables, frequencies */
     double best = 0;
     for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
         struct timespec t0, t1;
+        atomic_store(&j.next, 0);
         clock_gettime(CLOCK_MONOTONIC, &t0);
         kern_pool_run(pool, bw_worker, &j);
         clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -158,10 +158,11 @@ bool kern_type_supported(enum gguf_tensor_type type);
 /* ---- measurement ------------------------------------------------------------ */
 
 /*
- * The machine's memory read bandwidth in GB/s (1e9 bytes/s): every thread of
- * pool streams through its share of a buffer of `bytes` (use >= 256 MiB, far
- * beyond the caches), best of `reps` passes after a warm-up pass. Returns -1
- * when the buffer cannot be allocated. Takes the pool for its duration.
+ * The machine's memory read bandwidth in GB/s (1e9 bytes/s): the threads of
+ * pool read a buffer of `bytes` (use >= 256 MiB, far beyond the caches) in
+ * 1 MiB chunks claimed in turn, as the matrix products read their weights;
+ * best of `reps` passes after a warm-up pass. Returns -1 when the buffer
+ * cannot be allocated. Takes the pool for its duration.
  */
 double kern_read_bandwidth(struct kern_pool *pool, size_t bytes, int reps);
 

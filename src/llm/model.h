@@ -38,8 +38,13 @@ struct llm_model {
     int n_stop_ids;
 
     gguf_file *gguf; /* GGUF models: the mapping the weights point into */
-    void **owned;    /* buffers the model allocated (converted weights, F32 copies) */
+    void **owned;    /* heap buffers the model allocated (F32 copies of vectors) */
     size_t n_owned, cap_owned;
+    struct {
+        void *p;
+        size_t n;
+    } * maps; /* anonymous mappings holding converted (unpacked) matrices */
+    size_t n_maps, cap_maps;
 };
 
 /* The KV cache of one session: per layer, K and V rows of kv_dim entries for
@@ -58,12 +63,15 @@ void llm_kv_deinit(struct llm_kv *kv);
 int llm_kv_reserve(struct llm_kv *kv, int n);
 size_t llm_kv_bytes(const struct llm_kv *kv);
 
+/* Query tokens an attention work item handles together (qwen2.c). */
+#define ATT_BLOCK 16
+
 /* Scratch memory of the forward pass, sized for ubatch tokens at once and
  * contexts up to n_ctx; owned by an engine. */
 struct llm_scratch {
     int ubatch, n_ctx, n_threads;
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2; /* activations */
-    float *scores;                              /* n_threads x n_ctx */
+    float *scores;                              /* n_threads x ATT_BLOCK x n_ctx */
 };
 
 int llm_scratch_init(struct llm_scratch *s, const llm_model *m, int ubatch, int n_ctx,

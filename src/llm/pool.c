@@ -1,10 +1,14 @@
 /*
  * pool.c - the engine's persistent thread pool (see pool.h).
  *
- * One run: the caller publishes fn/arg, sets `pending` to the number of
- * workers and bumps the generation counter `gen`; each worker that sees a
- * new generation runs fn and decrements `pending`; the caller runs its own
- * share and waits for `pending` to reach 0.
+ * One run: the caller publishes fn/arg, resets the index counter `next_ith`
+ * and `pending` (indices not yet finished) and bumps the generation counter
+ * `gen`. Every thread that takes part claims indices from `next_ith` and
+ * runs fn for each: the caller takes 0, then, like any worker that sees the
+ * new generation, whatever is left. So each index runs exactly once, and a
+ * worker that the OS has not scheduled (the machine is shared) does not
+ * hold the run up: the caller runs its index instead. The caller returns
+ * when `pending` reaches 0.
  *
  * Waiting is first a short spin (a forward pass issues runs microseconds
  * apart, and a futex round trip costs tens of microseconds), then a sleep on
@@ -13,7 +17,10 @@
  * the other side bumps its counter before reading the announcement; with
  * sequentially consistent atomics one of the two always sees the other (the
  * Dekker pattern), so a wake-up is never lost and the fast path takes no
- * lock.
+ * lock. A worker claims an index only when its claim reads the value the
+ * caller stored for this run, which orders its reads of fn/arg after the
+ * caller's writes; the caller rewrites them only after every claimed index
+ * has finished.
  */
 #include "llm/pool.h"
 
@@ -40,22 +47,17 @@
 #define POOL_CALLER_SPIN_NS 50000u
 #define POOL_MAX_THREADS 256
 
-struct pool_worker {
-    struct kern_pool *pool;
-    int ith;
-};
-
 struct kern_pool {
     int n; /* threads including the caller */
     pthread_t *threads;
-    struct pool_worker *workers;
 
     /* The current job, written by the caller before it bumps gen. */
     void (*fn)(void *arg, int ith, int nth);
     void *arg;
 
     atomic_uint gen;     /* bumped once per run (and by kern_pool_free) */
-    atomic_int pending;  /* workers that have not finished the current run */
+    atomic_int next_ith; /* next index of the current run to claim */
+    atomic_int pending;  /* indices 1..n-1 of the current run not finished */
     atomic_int sleeping; /* workers asleep on `wake` */
     atomic_bool caller_sleeping;
     atomic_bool quit;
@@ -98,10 +100,25 @@ static unsigned spin_on_gen(atomic_uint *gen, unsigned seen, uint64_t budget_ns)
     }
 }
 
+/* Claims and runs indices of the current run until none is left. */
+static void run_claimed(struct kern_pool *p, bool is_caller)
+{
+    for (;;) {
+        int i = atomic_fetch_add_explicit(&p->next_ith, 1, memory_order_acq_rel);
+        if (i >= p->n) return;
+        p->fn(p->arg, i, p->n);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && !is_caller &&
+            atomic_load(&p->caller_sleeping)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_broadcast(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
 static void *worker_main(void *p_)
 {
-    struct pool_worker *w = p_;
-    struct kern_pool *p = w->pool;
+    struct kern_pool *p = p_;
     unsigned seen = 0;
 
     for (;;) {
@@ -116,12 +133,7 @@ static void *worker_main(void *p_)
         }
         seen = g;
         if (atomic_load(&p->quit)) break;
-        p->fn(p->arg, w->ith, p->n);
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping)) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_broadcast(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        run_claimed(p, false);
     }
     return NULL;
 }
@@ -145,6 +157,7 @@ struct kern_pool *kern_pool_new(int n_threads)
     struct kern_pool *p = xcalloc(1, sizeof(*p));
     p->n = 1;
     atomic_init(&p->gen, 0);
+    atomic_init(&p->next_ith, 0);
     atomic_init(&p->pending, 0);
     atomic_init(&p->sleeping, 0);
     atomic_init(&p->caller_sleeping, false);
@@ -155,16 +168,13 @@ struct kern_pool *kern_pool_new(int n_threads)
     if (n_threads == 1) return p;
 
     p->threads = xcalloc((size_t)n_threads - 1, sizeof(*p->threads));
-    p->workers = xcalloc((size_t)n_threads - 1, sizeof(*p->workers));
 
     /* Workers block every signal: signals are the main program's business. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     for (int i = 0; i < n_threads - 1; i++) {
-        p->workers[i].pool = p;
-        p->workers[i].ith = i + 1;
-        int rc = pthread_create(&p->threads[i], NULL, worker_main, &p->workers[i]);
+        int rc = pthread_create(&p->threads[i], NULL, worker_main, p);
         if (rc != 0) {
             log_error("kern_pool: cannot start worker thread %d of %d: %s", i + 1, n_threads - 1,
                       strerror(rc));
@@ -191,7 +201,6 @@ void kern_pool_free(struct kern_pool *p)
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->mu);
     free(p->scratch);
-    free(p->workers);
     free(p->threads);
     free(p);
 }
@@ -226,7 +235,9 @@ void kern_pool_run(struct kern_pool *p, void (*fn)(void *arg, int ith, int nth),
     p->fn = fn;
     p->arg = arg;
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
-    /* seq_cst: publishes fn/arg/pending, and orders against the `sleeping` read. */
+    /* release: a claim that reads 1 sees fn, arg and pending */
+    atomic_store_explicit(&p->next_ith, 1, memory_order_release);
+    /* seq_cst: wakes spinners, and orders against the `sleeping` read. */
     atomic_fetch_add(&p->gen, 1);
     if (atomic_load(&p->sleeping) > 0) {
         pthread_mutex_lock(&p->mu);
@@ -235,6 +246,7 @@ void kern_pool_run(struct kern_pool *p, void (*fn)(void *arg, int ith, int nth),
     }
 
     fn(arg, 0, p->n);
+    run_claimed(p, true);
 
     uint64_t start = now_ns();
     while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) {

@@ -1,8 +1,8 @@
 /*
  * pool.h - the engine's persistent thread pool: n-1 worker threads plus the
- * calling thread run one function in parallel, fn(arg, ith, nth), and the
- * call returns when every thread is done. Used by the kernels (matrix
- * products) and by the model for other parallel loops.
+ * calling thread run one function in parallel, fn(arg, ith, nth) for ith in
+ * [0, nth), and the call returns when all are done. Used by the kernels
+ * (matrix products) and by the model for other parallel loops.
  *
  * Workers spin briefly after a run (the next run of a forward pass usually
  * follows within microseconds) and then sleep on a condition variable, so an
@@ -28,9 +28,15 @@ struct kern_pool *kern_pool_new(int n_threads);
 void kern_pool_free(struct kern_pool *p);
 /* Number of threads including the caller (1 for a NULL pool). */
 int kern_pool_size(const struct kern_pool *p);
-/* Runs fn(arg, ith, nth) on every thread of the pool (the caller is thread 0,
- * nth = kern_pool_size) and returns when all are done. A NULL pool runs
- * fn(arg, 0, 1) on the caller. */
+/*
+ * Runs fn(arg, ith, nth) once for each ith in [0, nth), nth = kern_pool_size,
+ * in parallel, and returns when all are done. The caller runs ith 0, each
+ * worker one index, and an index no worker has started when the caller is
+ * free runs on the caller too (so a worker the OS has not scheduled does not
+ * hold the run up): ith is a share of the work, each running on one thread
+ * at a time, not the identity of a thread. A NULL pool runs fn(arg, 0, 1) on
+ * the caller.
+ */
 void kern_pool_run(struct kern_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
 /* A buffer of at least `bytes` (64-byte aligned) owned by the pool, for the
  * pool's caller to hand its threads (kern_matmul keeps its quantized

@@ -110,7 +110,7 @@ int llm_scratch_init(struct llm_scratch *s, const llm_model *m, int ubatch, int 
     s->att = alloc_f32(T * (size_t)in->hidden);
     s->hb = alloc_f32(T * (size_t)in->ffn);
     s->hb2 = alloc_f32(T * (size_t)in->ffn);
-    s->scores = alloc_f32((size_t)n_threads * (size_t)n_ctx);
+    s->scores = alloc_f32((size_t)n_threads * ATT_BLOCK * (size_t)n_ctx);
     if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->scores) {
         llm_scratch_deinit(s);
         return -1;
@@ -197,9 +197,13 @@ static void qkv_rows(void *arg, int ith, int nth)
 }
 
 /*
- * Attention: item i = (token t, query head h). Items are dealt round-robin so
- * that the long rows of the causal triangle (late tokens) spread over all
- * threads. Each thread uses its own row of scores.
+ * Attention. A work item is one query head and a block of up to ATT_BLOCK
+ * consecutive tokens: each key and value row is loaded once per block and
+ * used by every token of it while it sits in L1 (the F16 conversion happens
+ * inside kern_dot_f16 / kern_axpy_f16), which is what makes prompt
+ * processing cheap; decoding has one token per block. Items are dealt
+ * round-robin so that the long rows of the causal triangle (late tokens)
+ * spread over all threads. Each thread has its own rows of scores.
  */
 static void attention(void *arg, int ith, int nth)
 {
@@ -208,31 +212,52 @@ static void attention(void *arg, int ith, int nth)
     const int hd = in->head_dim, kv_dim = hd * in->n_kv_heads;
     const int group = in->n_heads / in->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *scores = f->sc->scores + (size_t)ith * f->sc->n_ctx;
-    int items = f->n * in->n_heads;
+    const bool f16 = f->kv->type == LLM_KV_F16;
+    const size_t n_ctx = (size_t)f->sc->n_ctx;
+    float *scores = f->sc->scores + (size_t)ith * ATT_BLOCK * n_ctx;
+    int blocks = (f->n + ATT_BLOCK - 1) / ATT_BLOCK;
+    int items = blocks * in->n_heads;
     for (int i = ith; i < items; i += nth) {
-        int t = i / in->n_heads, h = i % in->n_heads, hk = h / group;
-        int n_keys = f->pos + t + 1;
-        const float *q = f->sc->q + (size_t)t * in->hidden + (size_t)h * hd;
-        float *out = f->sc->att + (size_t)t * in->hidden + (size_t)h * hd;
-        if (f->kv->type == LLM_KV_F16) {
-            const uint16_t *K = (const uint16_t *)f->kv->k[f->layer] + (size_t)hk * hd;
-            const uint16_t *V = (const uint16_t *)f->kv->v[f->layer] + (size_t)hk * hd;
-            for (int j = 0; j < n_keys; j++)
-                scores[j] = kern_dot_f16(K + (size_t)j * kv_dim, q, hd) * scale;
-            kern_softmax(scores, n_keys);
-            memset(out, 0, (size_t)hd * sizeof(float));
-            for (int j = 0; j < n_keys; j++)
-                kern_axpy_f16(out, scores[j], V + (size_t)j * kv_dim, hd);
-        } else {
-            const float *K = (const float *)f->kv->k[f->layer] + (size_t)hk * hd;
-            const float *V = (const float *)f->kv->v[f->layer] + (size_t)hk * hd;
-            for (int j = 0; j < n_keys; j++)
-                scores[j] = kern_dot_f32(K + (size_t)j * kv_dim, q, hd) * scale;
-            kern_softmax(scores, n_keys);
-            memset(out, 0, (size_t)hd * sizeof(float));
-            for (int j = 0; j < n_keys; j++)
-                kern_axpy_f32(out, scores[j], V + (size_t)j * kv_dim, hd);
+        int h = i % in->n_heads, hk = h / group;
+        int t0 = (i / in->n_heads) * ATT_BLOCK;
+        int t1 = t0 + ATT_BLOCK < f->n ? t0 + ATT_BLOCK : f->n;
+        int n_keys = f->pos + t1; /* keys the last token of the block sees */
+        size_t off = (size_t)hk * hd;
+        const float *q0 = f->sc->q + (size_t)h * hd;
+        float *out0 = f->sc->att + (size_t)h * hd;
+
+        for (int j = 0; j < n_keys; j++) {
+            /* Token t sees keys 0 .. pos + t: key j from token j - pos on. */
+            int first = j - f->pos > t0 ? j - f->pos : t0;
+            float *sc = scores + (size_t)(first - t0) * n_ctx + j;
+            const float *q = q0 + (size_t)first * in->hidden;
+            if (f16) {
+                const uint16_t *k = (const uint16_t *)f->kv->k[f->layer] + (size_t)j * kv_dim + off;
+                for (int t = first; t < t1; t++, sc += n_ctx, q += in->hidden)
+                    *sc = kern_dot_f16(k, q, hd) * scale;
+            } else {
+                const float *k = (const float *)f->kv->k[f->layer] + (size_t)j * kv_dim + off;
+                for (int t = first; t < t1; t++, sc += n_ctx, q += in->hidden)
+                    *sc = kern_dot_f32(k, q, hd) * scale;
+            }
+        }
+        for (int t = t0; t < t1; t++) {
+            kern_softmax(scores + (size_t)(t - t0) * n_ctx, f->pos + t + 1);
+            memset(out0 + (size_t)t * in->hidden, 0, (size_t)hd * sizeof(float));
+        }
+        for (int j = 0; j < n_keys; j++) {
+            int first = j - f->pos > t0 ? j - f->pos : t0;
+            const float *sc = scores + (size_t)(first - t0) * n_ctx + j;
+            float *out = out0 + (size_t)first * in->hidden;
+            if (f16) {
+                const uint16_t *v = (const uint16_t *)f->kv->v[f->layer] + (size_t)j * kv_dim + off;
+                for (int t = first; t < t1; t++, sc += n_ctx, out += in->hidden)
+                    kern_axpy_f16(out, *sc, v, hd);
+            } else {
+                const float *v = (const float *)f->kv->v[f->layer] + (size_t)j * kv_dim + off;
+                for (int t = first; t < t1; t++, sc += n_ctx, out += in->hidden)
+                    kern_axpy_f32(out, *sc, v, hd);
+            }
         }
     }
 }

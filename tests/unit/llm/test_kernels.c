@@ -1,8 +1,8 @@
 /*
  * test_kernels.c - the numeric kernels against references computed here in
  * double precision, on every code path this CPU supports (scalar, AVX2,
- * AVX-512), for every weight type, odd sizes, and pools of 1, 2 and 3
- * threads.
+ * AVX-512), for every weight type (file layout and packed), odd sizes, and
+ * pools of 1, 2 and 3 threads.
  *
  * Tolerances (eps = 2^-24, the float unit roundoff; each bound is a
  * standard worst-case bound of the summation a kernel performs, so a
@@ -15,10 +15,13 @@
  *     block dot products are exact, and the f32 scaling and sum over nb
  *     blocks has error at most (nb + 8) * 2 eps * sum_b |dw dx| sum |qw qx|
  *     against the exact value (the AVX2 path, like ggml's, converts the
- *     block's partial sums of 8 lanes separately, hence the sum of |qw qx|). Against the
- * unquantized product the difference is bounded by sum_c |w_c| |x_c - dx q_c|, where |x - dx q| <=
- * dx / 2 (plus float rounding) is checked too.
- *   - Row kernels: as documented at each test.
+ *     block's partial sums of 8 lanes separately, hence the sum of |qw qx|).
+ *     Against the unquantized product the difference is bounded by
+ *     sum_c |w_c| |x_c - dx q_c|, and |x - dx q| <= dx / 2 is checked too.
+ *   - Q4_K/Q6_K products: as Q8_0, with (nb + 8) * 4 eps relative to the sum
+ *     of the magnitudes of the scale part and the min part of each weight
+ *     (w = d sc q - dmin m; the kernels sum the two parts apart).
+ *   - Row kernels and attention: as documented at each test.
  * Results must also be bitwise identical whatever the number of threads,
  * and whether a token is computed alone (T = 1) or in a batch.
  */

@@ -54,7 +54,7 @@ static int setup(void **state)
     snprintf(path_q8, sizeof(path_q8), "%s/q8.gguf", dir);
     snprintf(path_hf, sizeof(path_hf), "%s/hf", dir);
     snprintf(path_hf_sharded, sizeof(path_hf_sharded), "%s/hf-sharded", dir);
-    char cmd[2048];
+    char cmd[4096];
     snprintf(cmd, sizeof(cmd),
              "/usr/bin/python3 tools/make_test_model.py gguf %s --type f32 --vocab synthetic "
              "2>/dev/null && "
