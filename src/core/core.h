@@ -116,6 +116,9 @@ double time_now_s(void);
 
 /* True when the n bytes are well-formed UTF-8 (no overlongs, no surrogates). */
 bool utf8_valid(const char *s, size_t n);
+/* Appends code point cp (at most U+10FFFF, not a surrogate: the caller's
+ * promise) to sb as UTF-8. */
+void strbuf_put_utf8(struct strbuf *sb, uint32_t cp);
 /* Number of code points in a valid UTF-8 string. */
 size_t utf8_length(const char *s, size_t n);
 /* Constant-time comparison of two byte strings of equal length. */

@@ -132,32 +132,6 @@ static const char *const spaces[] = {
     "\n\n", "\r\n", " \n", "\n   ", "\t\t", "        ", "\n\n\n", " \t ",
 };
 
-static void put_cp(struct strbuf *out, uint32_t cp)
-{
-    char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xc0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xe0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        b[0] = (char)(0xf0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        b[3] = (char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    strbuf_append(out, b, n);
-}
-
 /* Draws n values below the given bounds, in order. (Never pass two rng
  * calls as arguments of one call: their order is unspecified, and the text
  * would differ between compilers.) */
@@ -236,11 +210,11 @@ static void gen_cjk(struct rng *r, struct strbuf *out)
     for (uint32_t i = 0; i < n; i++) {
         if (script < 7) {
             /* Common Han ideographs cluster in the first few thousand. */
-            put_cp(out, 0x4e00 + rng_below(r, rng_below(r, 4) ? 3000 : 20900));
+            strbuf_put_utf8(out, 0x4e00 + rng_below(r, rng_below(r, 4) ? 3000 : 20900));
         } else if (script < 9) {
-            put_cp(out, rng_below(r, 2) ? 0x3041 + rng_below(r, 86) : 0x30a1 + rng_below(r, 90));
+            strbuf_put_utf8(out, rng_below(r, 2) ? 0x3041 + rng_below(r, 86) : 0x30a1 + rng_below(r, 90));
         } else {
-            put_cp(out, 0xac00 + rng_below(r, 11172));
+            strbuf_put_utf8(out, 0xac00 + rng_below(r, 11172));
             if (rng_below(r, 4) == 0) strbuf_putc(out, ' ');
         }
         uint32_t k = rng_below(r, 40);

@@ -89,7 +89,7 @@ static bool take_initial(const char *s, size_t n, size_t *i, struct strbuf *sb)
         }
         if (!is_initial(cp)) continue;
         size_t start = sb->len;
-        media_utf8_put(sb, upper(cp));
+        strbuf_put_utf8(sb, upper(cp));
         while (*i < n) {
             size_t mark_at = *i;
             uint32_t m = media_utf8_next(s, n, i);
@@ -97,7 +97,7 @@ static bool take_initial(const char *s, size_t n, size_t *i, struct strbuf *sb)
                 *i = mark_at;
                 break;
             }
-            media_utf8_put(sb, m);
+            strbuf_put_utf8(sb, m);
         }
         return true;
     }

@@ -20,8 +20,6 @@
  * UTF-8 (bad lead or continuation byte, overlong, surrogate, beyond U+10FFFF,
  * cut short) yields U+FFFD and consumes one byte, so a caller never loops. */
 uint32_t media_utf8_next(const char *s, size_t n, size_t *i);
-/* Appends the UTF-8 encoding of cp. */
-void media_utf8_put(struct strbuf *sb, uint32_t cp);
 
 /* Appends s (n bytes) as XML 1.0 character data or attribute text: & < > " '
  * become entities, invalid UTF-8 and characters XML forbids (controls other

@@ -47,32 +47,6 @@ bad:
     return MEDIA_REPLACEMENT_CHAR;
 }
 
-void media_utf8_put(struct strbuf *sb, uint32_t cp)
-{
-    char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    strbuf_append(sb, b, n);
-}
-
 /* XML 1.0 section 2.2: Char ::= #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | ... */
 static bool xml_char_ok(uint32_t cp)
 {
@@ -101,7 +75,7 @@ static void escape_cp(struct strbuf *sb, uint32_t cp)
     default:
         break;
     }
-    media_utf8_put(sb, xml_char_ok(cp) ? cp : MEDIA_REPLACEMENT_CHAR);
+    strbuf_put_utf8(sb, xml_char_ok(cp) ? cp : MEDIA_REPLACEMENT_CHAR);
 }
 
 void media_xml_escape(struct strbuf *sb, const char *s, size_t n)
@@ -186,7 +160,7 @@ bool media_xml_fit(struct strbuf *sb, const char *s, double px, double max_px)
         }
         escape_cp(sb, cp);
     }
-    media_utf8_put(sb, 0x2026);
+    strbuf_put_utf8(sb, 0x2026);
     return true;
 }
 

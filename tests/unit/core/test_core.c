@@ -78,6 +78,18 @@ static void test_strbuf(void **state)
     char *s = strbuf_steal(&sb);
     assert_null(sb.data);
     free(s);
+
+    /* One code point of each UTF-8 length, at both ends of each range. */
+    uint32_t cps[] = {0x41, 0x7F, 0x80, 0xE9, 0x7FF, 0x800, 0x20AC, 0xFFFD, 0x10000, 0x1F600, 0x10FFFF};
+    strbuf_init(&sb);
+    for (size_t i = 0; i < sizeof(cps) / sizeof(cps[0]); i++)
+        strbuf_put_utf8(&sb, cps[i]);
+    assert_true(utf8_valid(sb.data, sb.len));
+    assert_int_equal(utf8_length(sb.data, sb.len), sizeof(cps) / sizeof(cps[0]));
+    assert_memory_equal(sb.data + 4, "\xc3\xa9", 2);           /* U+00E9 */
+    assert_memory_equal(sb.data + 11, "\xe2\x82\xac", 3);     /* U+20AC */
+    assert_memory_equal(sb.data + sb.len - 4, "\xf4\x8f\xbf\xbf", 4); /* U+10FFFF */
+    strbuf_deinit(&sb);
 }
 
 static void test_arena(void **state)
