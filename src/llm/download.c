@@ -5,7 +5,11 @@
  * HTTP Range request; when the server cannot resume (libcurl reports a range
  * error) the file is started over from zero. When the transfer completes, the SHA-256 of
  * the whole .part (libsodium's crypto_hash_sha256) is compared with the
- * expected digest; only a verified file is renamed to OUT, so OUT never holds
+ * expected digest: the one given (ECHO_MODEL_SHA256 / --sha256), else the one
+ * the hub publishes with the file (Hugging Face sends the SHA-256 of a file
+ * stored in Git LFS as the X-Linked-Etag header of its answer), so the
+ * default model is verified without anyone pinning a digest by hand. Only a
+ * verified file is renamed to OUT, so OUT never holds
  * a partial or corrupted model. A mismatch deletes the .part (the next pull
  * starts over); a network failure keeps it for the next resume.
  *
@@ -23,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,7 +51,29 @@ struct pull {
     int write_errno;
     uint64_t last_draw_ns;
     curl_off_t last_now;
+    char hub_sha256[65]; /* from X-Linked-Etag, "" when the server sent none */
 };
+
+static bool hex_digest_valid(const char *s);
+
+/* `X-Linked-Etag: "<64 hex>"` (quotes and a weak W/ prefix allowed). */
+static void parse_linked_etag(struct pull *p, const char *buf, size_t len)
+{
+    static const char name[] = "x-linked-etag:";
+    size_t nl = sizeof(name) - 1;
+    if (len <= nl || strncasecmp(buf, name, nl) != 0) return;
+    const char *v = buf + nl, *end = buf + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    if (end - v >= 2 && v[0] == 'W' && v[1] == '/') v += 2;
+    if (v < end && *v == '"') v++;
+    char hex[65];
+    size_t n = 0;
+    while (v < end && n < 64 && *v != '"' && *v != '\r' && *v != '\n')
+        hex[n++] = *v++;
+    hex[n] = '\0';
+    if (n == 64 && hex_digest_valid(hex)) memcpy(p->hub_sha256, hex, sizeof(hex));
+}
 
 /* Called for each header line: on the status line of the final response we
  * learn whether the range was honoured. */
@@ -58,6 +85,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *user)
         const char *sp = memchr(buf, ' ', len);
         if (sp) p->status = strtol(sp + 1, NULL, 10);
     }
+    parse_linked_etag(p, buf, len);
     return len;
 }
 
@@ -168,20 +196,26 @@ static int make_parent(const char *path, struct echo_err *err)
 }
 
 /* Verifies the finished .part and moves it into place. */
-static int finish(const struct llm_pull_opts *o, const char *part, struct echo_err *err)
+static int finish(const struct llm_pull_opts *o, const char *part, const char *hub_sha256,
+                  struct echo_err *err)
 {
     char hex[65];
     int rc = sha256_file(part, hex, err);
     if (rc < 0) return rc;
-    if (o->sha256 && o->sha256[0]) {
-        if (str_casecmp(hex, o->sha256) != 0) {
+    const char *want = o->sha256 && o->sha256[0]     ? o->sha256
+                       : hub_sha256 && hub_sha256[0] ? hub_sha256
+                                                     : NULL;
+    if (want) {
+        if (str_casecmp(hex, want) != 0) {
             unlink(part);
             echo_err_set(err,
-                         "%s: SHA-256 mismatch: got %s, expected %s; the download was deleted "
+                         "%s: SHA-256 mismatch: got %s, expected %s%s; the download was deleted "
                          "(run the pull again)",
-                         o->out, hex, o->sha256);
+                         o->out, hex, want, want == hub_sha256 ? " (published by the server)" : "");
             return LLM_ERR_CHECKSUM;
         }
+        if (want == hub_sha256)
+            log_info("%s: SHA-256 %s matches the digest the server published", o->out, hex);
     } else {
         log_info("%s: SHA-256 %s (not checked: no expected digest given)", o->out, hex);
     }
@@ -198,8 +232,8 @@ static int finish(const struct llm_pull_opts *o, const char *part, struct echo_e
  * status and *write_errno a local write error (0 if none).
  */
 static CURLcode transfer(const struct llm_pull_opts *o, const char *part, long *status,
-                         int *write_errno, char curl_err[CURL_ERROR_SIZE], struct echo_err *err,
-                         int *rc)
+                         int *write_errno, char curl_err[CURL_ERROR_SIZE], char hub_sha256[65],
+                         struct echo_err *err, int *rc)
 {
     struct pull p = {.o = o};
     CURLcode cc = CURLE_OK;
@@ -250,6 +284,7 @@ static CURLcode transfer(const struct llm_pull_opts *o, const char *part, long *
     }
     fclose(p.f);
     if (p.write_failed) *write_errno = p.write_errno ? p.write_errno : EIO;
+    if (p.hub_sha256[0]) memcpy(hub_sha256, p.hub_sha256, 65);
     return cc;
 }
 
@@ -283,7 +318,8 @@ int llm_model_pull(const struct llm_pull_opts *o, struct echo_err *err)
     char curl_err[CURL_ERROR_SIZE];
     long status;
     int werr, rc = 0;
-    CURLcode cc = transfer(o, part, &status, &werr, curl_err, err, &rc);
+    char hub_sha256[65] = "";
+    CURLcode cc = transfer(o, part, &status, &werr, curl_err, hub_sha256, err, &rc);
     if (rc < 0) goto out;
     if (cc == CURLE_RANGE_ERROR) {
         /* The server cannot resume: start the file over, once. */
@@ -293,7 +329,7 @@ int llm_model_pull(const struct llm_pull_opts *o, struct echo_err *err)
             rc = LLM_ERR_IO;
             goto out;
         }
-        cc = transfer(o, part, &status, &werr, curl_err, err, &rc);
+        cc = transfer(o, part, &status, &werr, curl_err, hub_sha256, err, &rc);
         if (rc < 0) goto out;
     }
     if (werr) {
@@ -304,7 +340,7 @@ int llm_model_pull(const struct llm_pull_opts *o, struct echo_err *err)
     if (cc == CURLE_HTTP_RETURNED_ERROR && status == 416) {
         /* Range not satisfiable: the .part already holds the whole file (or
          * more); the checksum decides. */
-        rc = finish(o, part, err);
+        rc = finish(o, part, hub_sha256, err);
         goto out;
     }
     if (cc != CURLE_OK) {
@@ -318,7 +354,7 @@ int llm_model_pull(const struct llm_pull_opts *o, struct echo_err *err)
         rc = LLM_ERR_NETWORK;
         goto out;
     }
-    rc = finish(o, part, err);
+    rc = finish(o, part, hub_sha256, err);
 out:
     free(part);
     return rc;

@@ -50,6 +50,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        if st.get("linked_etag"):
+            # As the Hugging Face hub does for files stored in Git LFS.
+            self.send_header("X-Linked-Etag", '"%s"' % st["linked_etag"])
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
@@ -206,3 +209,20 @@ def test_settings_are_the_defaults(server, model_bytes, tmp_path):
     out.unlink()
     p = pull(tmp_path, env=env)
     assert p.returncode == 1 and "mismatch" in p.stderr
+
+
+def test_digest_published_by_the_server(server, model_bytes, tmp_path):
+    """Without a pinned digest, the SHA-256 the hub publishes (X-Linked-Etag)
+    is checked: a match is kept, a corrupted file is deleted."""
+    out = tmp_path / "m.gguf"
+    server.state["linked_etag"] = sha(model_bytes)
+    p = pull(tmp_path, "--url", server.url, "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert "published" in p.stderr
+    assert out.read_bytes() == model_bytes
+    out.unlink()
+    server.state["corrupt"] = True
+    p = pull(tmp_path, "--url", server.url, "--out", out)
+    assert p.returncode == 1
+    assert "mismatch" in p.stderr and "published by the server" in p.stderr
+    assert not out.exists() and not (tmp_path / "m.gguf.part").exists()
