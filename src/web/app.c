@@ -20,6 +20,7 @@
 #include "web/app.h"
 #include "web/auth.h"
 #include "web/chat.h"
+#include "web/profile.h"
 
 #define STOP_GRACE_MS 10000
 
@@ -190,7 +191,12 @@ web_app *web_app_new(const config *cfg, struct echo_err *err)
     if (!app->rt) goto fail;
     web_app_add_stop_hook(app, sio_http_stop_hook, app->rt);
     if (web_pages_register(app, err) != 0) goto fail;
+    /* Limits before auth: a refused request costs no database work. */
+    if (web_limits_register(app, err) != 0) goto fail;
     if (web_auth_register(app, err) != 0) goto fail;
+    /* After auth: the profile's context hook needs the user. */
+    if (web_profile_register(app, err) != 0) goto fail;
+    if (web_feedback_register(app, err) != 0) goto fail;
     web_app_set_user_fn(app, session_user, NULL);
     if (web_chat_register(app, err) != 0) goto fail;
     return app;
@@ -206,7 +212,9 @@ void web_app_free(web_app *app)
      * (stored as cancelled) before Socket.IO goes, then the accounts area. */
     web_chat_unregister(app);
     sio_server_free(app->rt);
+    web_profile_unregister(app);
     web_auth_unregister(app);
+    web_limits_unregister(app);
     http_router_free(app->router);
     http_static_free(app->statics);
     tmpl_env_free(app->tmpl);

@@ -54,7 +54,8 @@ def free_port():
 def clean_env(extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECHO_") and k != "SECRET_KEY"}
     env.update({"ECHO_ENV": "development", "ECHO_LOG_LEVEL": "info", "ECHO_ACCESS_LOG": "0",
-                "ECHO_ANTIBOT_MIN_MS": "0", "ECHO_MODEL_THREADS": "1"})
+                "ECHO_ANTIBOT_MIN_MS": "0", "ECHO_MODEL_THREADS": "1",
+                "ECHO_RATELIMIT_ENABLED": "0"})
     env.update(extra)
     return env
 

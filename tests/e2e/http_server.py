@@ -28,6 +28,9 @@ def clean_env(extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECHO_") and k != "SECRET_KEY"}
     env["ECHO_ENV"] = "development"
     env["ECHO_LOG_LEVEL"] = "info"
+    # The per-IP rate limits (tested in test_profile.py) would throttle tests
+    # that sign up and log in many times a second from one address.
+    env["ECHO_RATELIMIT_ENABLED"] = "0"
     if extra:
         env.update(extra)
     return env

@@ -57,7 +57,8 @@ async function startServer(name, instance, extraEnv) {
   const env = Object.fromEntries(Object.entries(process.env)
     .filter(([k]) => !k.startsWith('ECHO_') && k !== 'SECRET_KEY'));
   Object.assign(env, { ECHO_ENV: 'development', ECHO_LOG_LEVEL: 'info', ECHO_ACCESS_LOG: '0',
-    ECHO_ANTIBOT_MIN_MS: '0', ECHO_MODEL_THREADS: '1' }, extraEnv);
+    ECHO_ANTIBOT_MIN_MS: '0', ECHO_MODEL_THREADS: '1',
+    ECHO_RATELIMIT_ENABLED: '0' }, extraEnv);
   const proc = spawn(ECHOBOT, ['serve', '--host', '127.0.0.1', '--port', String(port),
     '--instance', instance], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const srv = { name, base: `http://127.0.0.1:${port}`, proc, log: '', code: undefined };

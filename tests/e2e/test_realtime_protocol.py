@@ -47,6 +47,7 @@ def server():
         "ECHO_INSTANCE_DIR": instance,
         "ECHO_ENV": "development",
         "ECHO_TEST_EVENTS": "1",
+        "ECHO_RATELIMIT_ENABLED": "0",
         "ECHO_ACCESS_LOG": "0",
         "ECHO_LOG_LEVEL": "warn",
     })

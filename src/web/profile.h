@@ -1,0 +1,61 @@
+/*
+ * profile.h - the user-facing account pages of issue 7: GET/POST /profile
+ * (details, password, picture), the avatars under /media/avatars/, POST
+ * /feedback, and the per-endpoint rate limits (limits.c).
+ *
+ * Registration order in web_app_new: web_limits_register before
+ * web_auth_register (a refused request then costs no database work), and
+ * web_profile_register then web_feedback_register after it (the profile's
+ * context hook must run after the accounts one, which fills `user`).
+ * web_profile_unregister / web_limits_unregister from web_app_free.
+ *
+ * Threads: *_register / *_unregister on the main thread before / after
+ * serving; everything else runs on HTTP worker threads.
+ */
+#ifndef ECHO_WEB_PROFILE_H
+#define ECHO_WEB_PROFILE_H
+
+#include <jansson.h>
+
+#include "web/app.h"
+
+/* Routes GET/POST /profile, GET /media/avatars/<name> and
+ * /media/avatars/default/<name>, the `user.avatar_url` context hook and the
+ * 30-second per-user profile cache (ECHO_PROFILE_CACHE_SIZE entries).
+ * Creates INSTANCE_DIR/avatars. Needs the accounts area. */
+int web_profile_register(web_app *app, struct echo_err *err);
+void web_profile_unregister(web_app *app);
+
+/* POST /feedback. Needs web_profile_register (its errors re-render the
+ * profile page). */
+int web_feedback_register(web_app *app, struct echo_err *err);
+
+/* Renders profile.html for the logged-in user with status and forms (NULL,
+ * or {profile, password, picture, feedback} with a form object for the one
+ * that failed; borrowed). */
+void web_profile_render(http_request *req, http_response *res, int status, json_t *forms);
+
+/* Drops the cached profile of user_id at once (after any change of theirs). */
+void web_profile_invalidate(int64_t user_id);
+
+/* A form object for the templates (docs/TEMPLATES.md): {data, errors,
+ * form_errors}, and its helpers. */
+json_t *web_form_new(void);
+void web_form_data(json_t *form, const char *name, const char *value);
+void web_form_error(json_t *form, const char *field, const char *message);
+void web_form_fail(json_t *form, const char *message);
+bool web_form_ok(const json_t *form);
+
+/* ---- limits.c ---- */
+
+/*
+ * Per client IP, per endpoint request limits (the issue's table), each
+ * configurable as ECHO_RATELIMIT_<ENDPOINT>=N/second|minute|hour; a bad
+ * value stops start-up with an error naming the setting. Off when
+ * ECHO_RATELIMIT_ENABLED=0. A refused request gets 429 with Retry-After,
+ * X-RateLimit-Limit/-Remaining/-Reset and the error page (or JSON).
+ */
+int web_limits_register(web_app *app, struct echo_err *err);
+void web_limits_unregister(web_app *app);
+
+#endif
