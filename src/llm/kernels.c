@@ -934,8 +934,7 @@ static void p16_pack_row(enum gguf_tensor_type type, int cols, const uint8_t *sr
             for (int s = 0; s < (q8 ? 8 : 4); s++) {
                 uint32_t v;
                 memcpy(&v, blk + 2 + 4 * s, 4);
-                if (q8)
-                    v ^= 0x80808080u;
+                if (q8) v ^= 0x80808080u;
                 memcpy(out + 2 * P16_ROWS + 64 * s + 4 * r, &v, 4);
             }
         }
@@ -1014,8 +1013,7 @@ static void p16_unpack_row(enum gguf_tensor_type type, int cols, const uint8_t *
             for (int s = 0; s < (q8 ? 8 : 4); s++) {
                 uint32_t v;
                 memcpy(&v, in + 2 * P16_ROWS + 64 * s + 4 * r, 4);
-                if (q8)
-                    v ^= 0x80808080u;
+                if (q8) v ^= 0x80808080u;
                 memcpy(blk + 2 + 4 * s, &v, 4);
             }
         }
