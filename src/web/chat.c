@@ -19,6 +19,7 @@
 #include "web/app.h"
 #include "web/auth.h"
 #include "web/chat.h"
+#include "web/profile.h"
 
 #define CHAT_MAX_CHARS 8000
 #define CHAT_FLUSH_NS (150ull * 1000 * 1000)
@@ -230,6 +231,9 @@ static void do_send(web_chat *c, struct gen *g, bool stopping)
         db_pool_release(c->pool, d);
         return;
     }
+    /* The profile page counts the person's messages: no stale count after
+     * their own message. */
+    web_profile_invalidate(g->user_id);
 
     struct db_message *hist = NULL;
     size_t n_hist = 0;
@@ -337,6 +341,8 @@ static void do_end(web_chat *c, struct gen *g)
                 log_error("chat: storing the answer for user %lld: %s", (long long)g->user_id,
                           err.msg);
                 answer_id = 0;
+            } else {
+                web_profile_invalidate(g->user_id);
             }
         } else {
             log_error("chat: no database connection to store an answer: %s", err.msg);

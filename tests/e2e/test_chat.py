@@ -16,6 +16,7 @@ are never reused after a clear (migration 002), and a \u0000 in Socket.IO
 JSON closes only that client (the packet decoder refuses NUL).
 """
 import os
+import re
 import signal
 import socket
 import sys
@@ -511,6 +512,9 @@ def test_second_turn_uses_the_history(srv):
     assert e2["prompt_tokens"] > e1["prompt_tokens"] + e1["completion_tokens"] // 2
     assert len(stored(srv, u)) == 4
     c.disconnect()
+    # The profile (cached for 30 s) counts the new messages at once.
+    page = u.get(srv.base + "/profile").text
+    assert re.search(r"<dt>Messages</dt>\s*<dd>4</dd>", page), page
 
 
 def test_clear_discussion(srv):
