@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "web/auth.h"
+#include "web/form.h"
 
 #define POOL_WAIT_MS 5000
 #define MAX_EXEMPT 32
@@ -544,57 +545,6 @@ static void context(web_app *app, http_request *req, json_t *ctx, void *arg)
 /* ---- forms --------------------------------------------------------------- */
 
 /* A form object for the templates: {data, errors, form_errors}. */
-static json_t *form_new(void)
-{
-    return json_pack("{s:{},s:{},s:[]}", "data", "errors", "form_errors");
-}
-
-static void form_data(json_t *form, const char *name, const char *value)
-{
-    json_object_set_new(json_object_get(form, "data"), name, json_string(value ? value : ""));
-}
-
-static void form_error(json_t *form, const char *field, const char *message)
-{
-    json_t *errors = json_object_get(form, "errors");
-    json_t *list = json_object_get(errors, field);
-    if (!list) {
-        list = json_array();
-        json_object_set_new(errors, field, list);
-    }
-    json_array_append_new(list, json_string(message));
-}
-
-static void form_fail(json_t *form, const char *message)
-{
-    json_array_append_new(json_object_get(form, "form_errors"), json_string(message));
-}
-
-static bool form_ok(const json_t *form)
-{
-    return json_object_size(json_object_get(form, "errors")) == 0 &&
-           json_array_size(json_object_get(form, "form_errors")) == 0;
-}
-
-/* The value of a text field with surrounding blanks removed (request arena). */
-static const char *field_trimmed(http_request *req, const char *name)
-{
-    const char *v = http_request_form(req, name);
-    if (!v) return "";
-    while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
-        v++;
-    size_t n = strlen(v);
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
-        n--;
-    return arena_strndup(http_request_arena(req), v, n);
-}
-
-static const char *field_raw(http_request *req, const char *name)
-{
-    const char *v = http_request_form(req, name);
-    return v ? v : "";
-}
-
 static void render_form(http_request *req, http_response *res, int status, const char *tmpl,
                         const char *active, const char *antibot_form, json_t *form,
                         const char *next)
@@ -637,32 +587,32 @@ static void signup_post(http_request *req, http_response *res, void *arg)
         redirect_local(res, HTTP_STATUS_SEE_OTHER, "/");
         return;
     }
-    const char *username = field_trimmed(req, "username");
-    const char *email = field_trimmed(req, "email");
-    const char *password = field_raw(req, "password");
-    const char *confirm = field_raw(req, "confirm_password");
-    json_t *form = form_new();
-    form_data(form, "username", username);
-    form_data(form, "email", email);
+    const char *username = web_form_field_trimmed(req, "username");
+    const char *email = web_form_field_trimmed(req, "email");
+    const char *password = web_form_field_raw(req, "password");
+    const char *confirm = web_form_field_raw(req, "confirm_password");
+    json_t *form = web_form_new();
+    web_form_data(form, "username", username);
+    web_form_data(form, "email", email);
 
     if (!web_antibot_ok(req, "signup")) {
-        form_fail(form, msg_antibot);
+        web_form_fail(form, msg_antibot);
         goto invalid;
     }
     if (!username[0])
-        form_error(form, "username", "Choose a username.");
+        web_form_error(form, "username", "Choose a username.");
     else if (!db_username_valid(username))
-        form_error(form, "username",
+        web_form_error(form, "username",
                    "A username is 3 to 32 letters, digits, dots, dashes or underscores.");
     if (!email[0])
-        form_error(form, "email", "Enter your email address.");
+        web_form_error(form, "email", "Enter your email address.");
     else if (!db_email_valid(email))
-        form_error(form, "email", "Enter a valid email address.");
+        web_form_error(form, "email", "Enter a valid email address.");
     struct echo_err perr = {0};
-    if (sec_password_check(password, &perr) != SEC_OK) form_error(form, "password", perr.msg);
+    if (sec_password_check(password, &perr) != SEC_OK) web_form_error(form, "password", perr.msg);
     if (strcmp(password, confirm) != 0)
-        form_error(form, "confirm_password", "The two passwords do not match.");
-    if (!form_ok(form)) goto invalid;
+        web_form_error(form, "confirm_password", "The two passwords do not match.");
+    if (!web_form_ok(form)) goto invalid;
 
     char hash[SEC_PASSWORD_HASH_MAX];
     struct echo_err err = {0};
@@ -682,13 +632,13 @@ static void signup_post(http_request *req, http_response *res, void *arg)
     int s = db_user_create(d, username, email, hash, true, now_s(), &id, &err);
     if (s == DB_CONFLICT) {
         if (!strcmp(db_conflict_field(d), "email"))
-            form_error(form, "email", "An account with this email address already exists.");
+            web_form_error(form, "email", "An account with this email address already exists.");
         else
-            form_error(form, "username", "This username is already taken.");
+            web_form_error(form, "username", "This username is already taken.");
         goto invalid;
     }
     if (s == DB_INVALID) {
-        form_fail(form, "Those details cannot be stored; check every field.");
+        web_form_fail(form, "Those details cannot be stored; check every field.");
         goto invalid;
     }
     if (s != DB_OK) {
@@ -752,22 +702,22 @@ static void login_post(http_request *req, http_response *res, void *arg)
         redirect_local(res, HTTP_STATUS_SEE_OTHER, next ? next : "/");
         return;
     }
-    const char *login = field_trimmed(req, "username");
-    const char *password = field_raw(req, "password");
+    const char *login = web_form_field_trimmed(req, "username");
+    const char *password = web_form_field_raw(req, "password");
     bool remember = checkbox_on(http_request_form(req, "remember"));
-    json_t *form = form_new();
-    form_data(form, "username", login);
-    if (remember) form_data(form, "remember", "1");
+    json_t *form = web_form_new();
+    web_form_data(form, "username", login);
+    if (remember) web_form_data(form, "remember", "1");
     struct db_user u = {0};
     struct echo_err err = {0};
 
     if (!web_antibot_ok(req, "login")) {
-        form_fail(form, msg_antibot);
+        web_form_fail(form, msg_antibot);
         goto invalid;
     }
-    if (!login[0]) form_error(form, "username", "Enter your username or email.");
-    if (!password[0]) form_error(form, "password", "Enter your password.");
-    if (!form_ok(form)) goto invalid;
+    if (!login[0]) web_form_error(form, "username", "Enter your username or email.");
+    if (!password[0]) web_form_error(form, "password", "Enter your password.");
+    if (!web_form_ok(form)) goto invalid;
 
     db *d = web_db(req);
     if (!d) {
@@ -781,7 +731,7 @@ static void login_post(http_request *req, http_response *res, void *arg)
         strlen(login) <= DB_EMAIL_MAX ? db_user_find_by_login(d, login, &u, &err) : DB_NOT_FOUND;
     if (s == DB_NOT_FOUND) {
         sec_password_dummy_verify(password);
-        form_fail(form, msg_bad_login);
+        web_form_fail(form, msg_bad_login);
         goto invalid;
     }
     if (s != DB_OK) {
@@ -792,11 +742,11 @@ static void login_post(http_request *req, http_response *res, void *arg)
     }
     if (sec_password_verify(u.password_hash, password) != SEC_OK) {
         log_info("login: wrong password for %s from %s", u.username, http_request_client_ip(req));
-        form_fail(form, msg_bad_login);
+        web_form_fail(form, msg_bad_login);
         goto invalid;
     }
     if (!u.is_active) {
-        form_fail(form, "This account has been deactivated.");
+        web_form_fail(form, "This account has been deactivated.");
         goto invalid;
     }
     if (sec_password_needs_rehash(u.password_hash)) {

@@ -50,57 +50,6 @@ static struct web_profile *the_profile;
 
 /* ---- forms (docs/TEMPLATES.md) ---------------------------------------- */
 
-json_t *web_form_new(void)
-{
-    return json_pack("{s:{},s:{},s:[]}", "data", "errors", "form_errors");
-}
-
-void web_form_data(json_t *form, const char *name, const char *value)
-{
-    json_object_set_new(json_object_get(form, "data"), name, json_string(value ? value : ""));
-}
-
-void web_form_error(json_t *form, const char *field, const char *message)
-{
-    json_t *errors = json_object_get(form, "errors");
-    json_t *list = json_object_get(errors, field);
-    if (!list) {
-        list = json_array();
-        json_object_set_new(errors, field, list);
-    }
-    json_array_append_new(list, json_string(message));
-}
-
-void web_form_fail(json_t *form, const char *message)
-{
-    json_array_append_new(json_object_get(form, "form_errors"), json_string(message));
-}
-
-bool web_form_ok(const json_t *form)
-{
-    return json_object_size(json_object_get(form, "errors")) == 0 &&
-           json_array_size(json_object_get(form, "form_errors")) == 0;
-}
-
-/* A text field with surrounding blanks removed (request arena); "" if absent. */
-static const char *field_trimmed(http_request *req, const char *name)
-{
-    const char *v = http_request_form(req, name);
-    if (!v) return "";
-    while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
-        v++;
-    size_t n = strlen(v);
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
-        n--;
-    return arena_strndup(http_request_arena(req), v, n);
-}
-
-static const char *field_raw(http_request *req, const char *name)
-{
-    const char *v = http_request_form(req, name);
-    return v ? v : "";
-}
-
 /* ---- the cached profile ------------------------------------------------ */
 
 static void cache_key(int64_t user_id, char out[32])
@@ -265,8 +214,8 @@ static void profile_get_page(http_request *req, http_response *res, void *arg)
 static void update_details(http_request *req, http_response *res)
 {
     const struct db_user *u = web_user(req);
-    const char *username = field_trimmed(req, "username");
-    const char *email = field_trimmed(req, "email");
+    const char *username = web_form_field_trimmed(req, "username");
+    const char *email = web_form_field_trimmed(req, "email");
     json_t *form = web_form_new();
     web_form_data(form, "username", username);
     web_form_data(form, "email", email);
@@ -317,9 +266,9 @@ invalid:
 static void change_password(http_request *req, http_response *res)
 {
     const struct db_user *u = web_user(req);
-    const char *current = field_raw(req, "current_password");
-    const char *fresh = field_raw(req, "new_password");
-    const char *confirm = field_raw(req, "confirm_password");
+    const char *current = web_form_field_raw(req, "current_password");
+    const char *fresh = web_form_field_raw(req, "new_password");
+    const char *confirm = web_form_field_raw(req, "confirm_password");
     json_t *form = web_form_new(); /* passwords are never sent back */
     if (!current[0])
         web_form_error(form, "current_password", "Enter your current password.");
@@ -432,7 +381,7 @@ static void profile_post(http_request *req, http_response *res, void *arg)
 {
     (void)arg;
     if (!web_login_required(req, res)) return;
-    const char *action = field_raw(req, "action");
+    const char *action = web_form_field_raw(req, "action");
     if (!strcmp(action, "profile"))
         update_details(req, res);
     else if (!strcmp(action, "password"))

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "web/app.h"
+#include "web/form.h"
 
 /* Routes GET/POST /profile, GET /media/avatars/<name> and
  * /media/avatars/default/<name>, the `user.avatar_url` context hook and the
@@ -37,14 +38,6 @@ void web_profile_render(http_request *req, http_response *res, int status, json_
 
 /* Drops the cached profile of user_id at once (after any change of theirs). */
 void web_profile_invalidate(int64_t user_id);
-
-/* A form object for the templates (docs/TEMPLATES.md): {data, errors,
- * form_errors}, and its helpers. */
-json_t *web_form_new(void);
-void web_form_data(json_t *form, const char *name, const char *value);
-void web_form_error(json_t *form, const char *field, const char *message);
-void web_form_fail(json_t *form, const char *message);
-bool web_form_ok(const json_t *form);
 
 /* ---- limits.c ---- */
 
