@@ -125,8 +125,7 @@ def test_signup_logout_login_flow(srv):
     last = sql(srv, "SELECT last_login_at FROM users WHERE username = ?", (name,))[0][0]
     assert abs(last - time.time()) < 60
     r = c.get(srv.base + "/profile")
-    if r.status_code != 404:  # the profile page arrives with issue 7
-        assert r.status_code == 200 and name in r.text
+    assert r.status_code == 200 and name in r.text
     logout(c, srv)
     r = login(c, srv, f"{name}@example.COM")
     assert r.status_code == 303
