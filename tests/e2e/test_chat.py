@@ -167,7 +167,7 @@ def test_answer_streams_and_is_stored(srv, transports):
     assert names[-1] == "response_end" and names.count("response_end") == 1
     chunks = c.chunks_of(n)
     assert chunks and all(isinstance(x, str) and x for x in chunks)
-    assert answer.strip()
+    assert answer  # random weights may answer only blanks
     # The page renders what was streamed, exactly.
     page = cu.chat_page(srv, u)
     assert "<b>Echo</b>" not in page and "&lt;b&gt;Echo&lt;/b&gt;" in page
@@ -305,7 +305,9 @@ def test_longest_message_accepted(srv):
     assert len(text) == 8000 and len(text.encode()) == 8004
     ack = c.send(text)
     assert ack["ok"], ack
-    answer, end = c.wait_end(ack["id"])
+    # Without ../shared the test model's vocabulary is bytes: 8004 tokens,
+    # cut to fit the context, so the prompt takes minutes on the ASan build.
+    answer, end = c.wait_end(ack["id"], timeout=600)
     assert_end(end, ack["id"])
     msgs = stored(srv, u)
     assert msgs[0][2] == text and msgs[1][2] == answer

@@ -89,15 +89,23 @@ def test_pieces_through_kv_cache(models, tmp_path, p64):
 def test_quantized(models, tmp_path, name, p64, singles):
     m = models / name
     clear_singles = 0
+    emu_close = 0
     for ids in singles:
         got = engine_logits(tmp_path, m, ids, "--kv", "f32")
-        check_close(got, reference(m, ids, emulate_q8=True)[-1], Q_EMU_TOL)
+        # As for the prompt's positions below: an activation within float
+        # rounding of a quantization step may round one way in the float64
+        # reference and the other in the engine (seen with the synthetic
+        # vocabulary of machines without ../shared); most must agree exactly.
+        emu = reference(m, ids, emulate_q8=True)[-1]
+        check_close(got, emu, Q_EXACT_TOL)
+        emu_close += float(np.max(np.abs(got - emu))) < Q_EMU_TOL
         exact = reference(m, ids)[-1]
         check_close(got, exact, Q_EXACT_TOL)
         if margin(exact) > 0.5:
             clear_singles += 1
             assert got.argmax() == exact.argmax()
     assert clear_singles >= 2
+    assert emu_close >= len(singles) * 3 / 4, emu_close
     got = engine_logits(tmp_path, m, p64, "--kv", "f32", all_positions=True)
     emu = reference(m, p64, emulate_q8=True)
     check_close(got, emu, Q_EXACT_TOL)

@@ -147,6 +147,12 @@ test("corpus: Echo (GGUF loader) equals @lenml/tokenizers", {
   compare("GGUF loader", texts, echoIds(gguf, texts, false), ref);
 });
 
+// A cut inside a surrogate pair leaves a lone surrogate (String#isWellFormed
+// needs Node 20; Debian 12 ships Node 18).
+function wellFormed(t) {
+  return !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(t);
+}
+
 test("special tokens: --special matches the reference's added-token split", { skip: skipReason }, async () => {
   const ref = await reference();
   const specials = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>"];
@@ -154,7 +160,7 @@ test("special tokens: --special matches the reference's added-token split", { sk
   const texts = corpus(4, 300).map((t) => {
     const at = r() % (t.length + 1);
     return t.slice(0, at) + specials[r() % specials.length] + t.slice(at) + specials[r() % specials.length];
-  }).filter((t) => t.isWellFormed());
+  }).filter(wellFormed);
   compare("--special", texts, echoIds(modelDir, texts, true), ref);
   // Without --special the markers are plain text: never an added-token id.
   for (const ids of echoIds(modelDir, texts, false))
