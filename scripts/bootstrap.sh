@@ -12,7 +12,7 @@ run_pkgs=(build-essential cmake pkg-config git curl ca-certificates
           libpcre2-dev libutf8proc-dev libvips-dev libcurl4-openssl-dev nettle-dev)
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev sqlite3
            python3 python3-pytest python3-requests python3-socketio python3-websocket
-           python3-numpy python3-jinja2 chromium)
+           python3-numpy python3-jinja2 python3-cryptography chromium)
 bench_pkgs=(wrk)
 
 want=("${run_pkgs[@]}")
