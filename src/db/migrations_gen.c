@@ -136,8 +136,35 @@ static const char migration_1[] =
     "CREATE INDEX messages_answers ON messages (role, completion_tokens, tokens_per_second)\n"
     "    WHERE role = 'assistant';\n";
 
+/* migrations/004_admin.sql */
+static const char migration_2[] =
+    "-- 004_admin.sql - the admin panel's audit log (issue 8): one row per change\n"
+    "-- made through /admin, written in the same transaction as the change.\n"
+    "--\n"
+    "-- actor_id is the admin who made the change; it is not a foreign key, so the\n"
+    "-- trail survives the deletion of that admin (actor_name keeps who it was).\n"
+    "-- before_json / after_json are the row as JSON objects (NULL for a create's\n"
+    "-- before and a delete's after); secrets such as password hashes are never in\n"
+    "-- them (src/web/admin.c writes db_*_to_json objects, which leave them out).\n"
+    "CREATE TABLE audit_log (\n"
+    "    id          INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "    actor_id    INTEGER NOT NULL,\n"
+    "    actor_name  TEXT    NOT NULL,\n"
+    "    action      TEXT    NOT NULL CHECK (action IN ('create', 'update', 'delete', 'deactivate',\n"
+    "                                                   'activate')),\n"
+    "    entity      TEXT    NOT NULL CHECK (length(entity) BETWEEN 1 AND 32),\n"
+    "    entity_id   INTEGER NOT NULL,\n"
+    "    before_json TEXT    CHECK (before_json IS NULL OR json_valid(before_json)),\n"
+    "    after_json  TEXT    CHECK (after_json IS NULL OR json_valid(after_json)),\n"
+    "    created_at  INTEGER NOT NULL\n"
+    ");\n"
+    "-- The list is newest first, filtered by actor and/or date like every admin list.\n"
+    "CREATE INDEX audit_log_created_at ON audit_log (created_at);\n"
+    "CREATE INDEX audit_log_actor_id ON audit_log (actor_id, created_at);\n";
+
 const struct db_migration db_migrations_embedded[] = {
     {1, "001_init.sql", migration_0, sizeof(migration_0) - 1},
     {2, "002_message_ids_never_reused.sql", migration_1, sizeof(migration_1) - 1},
+    {4, "004_admin.sql", migration_2, sizeof(migration_2) - 1},
 };
-const size_t db_migrations_embedded_count = 2;
+const size_t db_migrations_embedded_count = 3;

@@ -668,6 +668,24 @@ void web_chat_home(web_app *app, http_request *req, http_response *res)
     json_decref(ctx);
 }
 
+void web_chat_forget_user(int64_t user_id)
+{
+    web_chat *c = the_chat;
+    if (!c) return;
+    pthread_mutex_lock(&c->lock);
+    struct gen *g = find_gen(c, user_id);
+    if (g) {
+        g->discard = true;
+        cancel_locked(c, g);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (c->sched) {
+        char conv[48];
+        snprintf(conv, sizeof(conv), "user:%lld", (long long)user_id);
+        llm_sched_forget(c->sched, conv);
+    }
+}
+
 static void clear_discussion(http_request *req, http_response *res, void *arg)
 {
     (void)arg;

@@ -68,6 +68,11 @@ void web_chat_unregister(struct web_app *app);
 /* GET / for a logged-in user: the chat page. */
 void web_chat_home(struct web_app *app, struct http_request *req, struct http_response *res);
 
+/* A deleted account (the admin panel): stops its running answer (nothing
+ * of it is stored) and drops the engine's cached context of its discussion.
+ * Any thread; nothing happens before web_chat_register. */
+void web_chat_forget_user(int64_t user_id);
+
 /* Whether a model is loaded (the chat page shows how to install one if not). */
 bool web_chat_model_ready(const web_chat *c);
 

@@ -308,73 +308,92 @@ static void change_password(http_request *req, http_response *res)
     done(req, res, "Your password has been changed. Other sessions have been logged out.");
 }
 
-static void upload_picture(http_request *req, http_response *res)
+int web_profile_picture_store(db *d, int64_t user_id, const void *data, size_t len,
+                              int64_t *picture_id, struct echo_err *err)
 {
-    const struct db_user *u = web_user(req);
-    const struct http_file *f = http_request_file(req, "picture");
-    json_t *form = web_form_new();
     struct media_avatar av = {0};
-    struct echo_err err = {0};
-    if (!f || (!f->filename[0] && f->size == 0)) {
-        web_form_error(form, "picture", "Choose a picture to upload.");
-        goto invalid;
+    if (!the_profile) {
+        echo_err_set(err, "the profile area is not set up");
+        return WEB_PICTURE_ERROR;
     }
-    int m = media_avatar_process(f->data, f->size, NULL, &av, &err);
+    int m = media_avatar_process(data, len, NULL, &av, err);
     if (m == MEDIA_ERR_INTERNAL || m == MEDIA_ERR_IO || m == MEDIA_ERR_INVALID) {
-        log_error("profile: picture of user %lld: %s", (long long)u->id, err.msg);
-        json_decref(form);
-        http_response_error(res, HTTP_STATUS_INTERNAL_ERROR, NULL);
-        return;
+        log_error("picture of user %lld: %s", (long long)user_id, err->msg);
+        return WEB_PICTURE_ERROR;
     }
     if (m != MEDIA_OK) {
-        log_info("profile: picture of user %lld refused (%s)", (long long)u->id,
-                 media_status_name(m));
-        web_form_error(form, "picture", err.msg);
-        goto invalid;
+        log_info("picture of user %lld refused (%s)", (long long)user_id, media_status_name(m));
+        return WEB_PICTURE_REFUSED;
     }
     unsigned char rnd[PICTURE_ID_BYTES];
     char id[PICTURE_ID_HEX + 1];
     randombytes_buf(rnd, sizeof(rnd));
     sodium_bin2hex(id, sizeof(id), rnd, sizeof(rnd));
-    if (media_avatar_store(&av, the_profile->avatar_dir, id, &err) != MEDIA_OK) {
-        log_error("profile: storing a picture: %s", err.msg);
-        goto fail;
+    if (media_avatar_store(&av, the_profile->avatar_dir, id, err) != MEDIA_OK) {
+        log_error("storing a picture: %s", err->msg);
+        media_avatar_deinit(&av);
+        return WEB_PICTURE_ERROR;
     }
-    db *d = web_db(req);
     char path[16 + PICTURE_ID_HEX];
     snprintf(path, sizeof(path), "avatars/%s", id);
-    struct db_picture row = {.user_id = u->id,
+    struct db_picture row = {.user_id = user_id,
                              .path = path,
                              .mime = "image/webp",
                              .width = MEDIA_AVATAR_LARGE,
                              .height = MEDIA_AVATAR_LARGE,
                              .bytes = (int64_t)(av.large_len + av.small_len)};
-    int64_t pic_id = 0;
-    int s = d ? db_picture_add(d, &row, &pic_id, &err) : DB_BUSY;
+    int s = db_picture_add(d, &row, picture_id, err);
     if (s != DB_OK) {
-        log_error("profile: recording a picture: %s", d ? err.msg : "no connection");
+        log_error("recording a picture: %s", err->msg);
         struct echo_err rerr = {0};
         if (media_avatar_remove(the_profile->avatar_dir, id, &rerr) != MEDIA_OK)
-            log_error("profile: removing the unrecorded picture %s: %s", id, rerr.msg);
+            log_error("removing the unrecorded picture %s: %s", id, rerr.msg);
         media_avatar_deinit(&av);
-        json_decref(form);
+        return s;
+    }
+    log_info("user %lld got a %s picture %dx%d (picture %lld)", (long long)user_id, av.format,
+             av.width, av.height, (long long)*picture_id);
+    media_avatar_deinit(&av);
+    web_profile_invalidate(user_id);
+    return 0;
+}
+
+const char *web_profile_avatar_dir(void)
+{
+    return the_profile ? the_profile->avatar_dir : NULL;
+}
+
+static void upload_picture(http_request *req, http_response *res)
+{
+    const struct db_user *u = web_user(req);
+    const struct http_file *f = http_request_file(req, "picture");
+    json_t *form = web_form_new();
+    struct echo_err err = {0};
+    if (!f || (!f->filename[0] && f->size == 0)) {
+        web_form_error(form, "picture", "Choose a picture to upload.");
+        goto invalid;
+    }
+    db *d = web_db(req);
+    int64_t pic_id = 0;
+    int s = d ? web_profile_picture_store(d, u->id, f->data, f->size, &pic_id, &err) : DB_BUSY;
+    if (s == WEB_PICTURE_REFUSED) {
+        web_form_error(form, "picture", err.msg);
+        goto invalid;
+    }
+    json_decref(form);
+    if (s == WEB_PICTURE_ERROR) {
+        http_response_error(res, HTTP_STATUS_INTERNAL_ERROR, NULL);
+        return;
+    }
+    if (s != DB_OK) {
         answer_db_error(res, s);
         return;
     }
-    log_info("profile: user %lld uploaded a %s picture %dx%d (picture %lld)", (long long)u->id,
-             av.format, av.width, av.height, (long long)pic_id);
-    media_avatar_deinit(&av);
-    json_decref(form);
     done(req, res, "Your profile picture has been updated.");
     return;
 invalid:
     render_failed(req, res, "picture", form);
     json_decref(form);
-    return;
-fail:
-    media_avatar_deinit(&av);
-    json_decref(form);
-    http_response_error(res, HTTP_STATUS_INTERNAL_ERROR, NULL);
 }
 
 static void profile_post(http_request *req, http_response *res, void *arg)

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "db/db.h"
 #include "web/app.h"
 #include "web/form.h"
 
@@ -35,6 +36,24 @@ int web_feedback_register(web_app *app, struct echo_err *err);
  * or {profile, password, picture, feedback} with a form object for the one
  * that failed; borrowed). */
 void web_profile_render(http_request *req, http_response *res, int status, json_t *forms);
+
+/*
+ * Stores an uploaded picture (its bytes, any format: sniffed) as user_id's
+ * profile picture through the avatar pipeline (media_avatar_process, files
+ * under INSTANCE_DIR/avatars/, a pictures row on d - inside the caller's
+ * transaction if one is open) and drops the user's cached profile. Returns
+ * DB_OK with *picture_id; WEB_PICTURE_REFUSED when the upload is not a
+ * usable picture (err says why, fit for the person who sent it);
+ * WEB_PICTURE_ERROR when storing failed (logged); or the db_status of
+ * recording the row (the files are removed again). Worker threads.
+ */
+#define WEB_PICTURE_REFUSED 1
+#define WEB_PICTURE_ERROR (-100)
+int web_profile_picture_store(db *d, int64_t user_id, const void *data, size_t len,
+                              int64_t *picture_id, struct echo_err *err);
+/* INSTANCE_DIR/avatars (where the picture files are), NULL before
+ * web_profile_register. */
+const char *web_profile_avatar_dir(void);
 
 /* Drops the cached profile of user_id at once (after any change of theirs). */
 void web_profile_invalidate(int64_t user_id);
