@@ -47,8 +47,8 @@ static char *json_text(const json_t *v)
 
 int db_audit_add(db *d, const struct db_audit *a, int64_t *id, struct echo_err *err)
 {
-    if (!audit_action_valid(a->action) || !a->entity || !a->entity[0] ||
-        strlen(a->entity) > 32 || !a->actor_name) {
+    if (!audit_action_valid(a->action) || !a->entity || !a->entity[0] || strlen(a->entity) > 32 ||
+        !a->actor_name) {
         echo_err_set(err, "an audit row needs a known action, an entity and an actor");
         return DB_INVALID;
     }
@@ -90,8 +90,7 @@ static json_t *audit_row(sqlite3_stmt *st)
 int db_audit_list_json(db *d, const struct db_filter *f, json_t **rows, int64_t *total,
                        struct echo_err *err)
 {
-    return db_list_run(d, &sql_audit_list, f, audit_row, rows, total, "listing the audit log",
-                       err);
+    return db_list_run(d, &sql_audit_list, f, audit_row, rows, total, "listing the audit log", err);
 }
 
 /* ---- users ---------------------------------------------------------------- */

@@ -184,8 +184,7 @@ static void csv_value(struct strbuf *out, const json_t *v)
     }
 }
 
-void web_admin_csv_row(struct strbuf *out, const json_t *obj, const char *const *keys,
-                       size_t nkeys)
+void web_admin_csv_row(struct strbuf *out, const json_t *obj, const char *const *keys, size_t nkeys)
 {
     for (size_t i = 0; i < nkeys; i++) {
         if (i) strbuf_putc(out, ',');
@@ -227,6 +226,10 @@ int web_admin_entities_validate(const struct web_admin_entity *const *list, size
             const char *cn = e->columns[c].name;
             if (!valid_name(cn, 1, 64, true)) {
                 echo_err_set(err, "admin entity '%s': column %zu has a bad name", name, c);
+                return -1;
+            }
+            if ((int)e->columns[c].cell < 0 || e->columns[c].cell > WEB_ADMIN_CELL_IMAGE) {
+                echo_err_set(err, "admin entity '%s': column '%s' has no cell kind", name, cn);
                 return -1;
             }
             for (size_t k = 0; k < c; k++)
@@ -284,7 +287,7 @@ int web_admin_check_last_admin(db *d, json_t *form, struct echo_err *err)
 
 struct list_params {
     struct web_admin_query q;
-    json_t *filter;      /* form object: data {q, user_id, from, to}, errors */
+    json_t *filter;        /* form object: data {q, user_id, from, to}, errors */
     const char *sort_name; /* the sorted column, or "" */
     int64_t page, per_page;
 };
@@ -364,12 +367,23 @@ static void filter_query(const struct list_params *p, struct strbuf *sb)
             qs_add(sb, keys[i], json_string_value(json_object_get(data, keys[i])));
 }
 
+static json_t *column_json(const struct web_admin_column *col)
+{
+    static const char *const kinds[] = {[WEB_ADMIN_CELL_TEXT] = "text",
+                                        [WEB_ADMIN_CELL_TIME] = "time",
+                                        [WEB_ADMIN_CELL_BOOL] = "bool",
+                                        [WEB_ADMIN_CELL_LIST] = "list",
+                                        [WEB_ADMIN_CELL_IMAGE] = "image"};
+    return json_pack("{s:s,s:b,s:s}", "name", col->name, "sortable", col->sort >= 0, "cell",
+                     kinds[col->cell]);
+}
+
 static json_t *entity_json(const struct web_admin_entity *e)
 {
     json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:b,s:b,s:b,s:b,s:b}", "name", e->name, "title",
                           e->title, "singular", e->singular, "searchable", e->searchable, "dated",
-                          e->dated, "creatable", e->creatable, "editable", e->editable,
-                          "deletable", e->deletable, "deactivatable", e->deactivatable);
+                          e->dated, "creatable", e->creatable, "editable", e->editable, "deletable",
+                          e->deletable, "deactivatable", e->deactivatable);
     return o;
 }
 
@@ -391,8 +405,7 @@ static json_t *admin_context(http_request *req, const struct web_admin_entity *e
     return ctx;
 }
 
-static void render(http_request *req, http_response *res, int status, const char *name,
-                   json_t *ctx)
+static void render(http_request *req, http_response *res, int status, const char *name, json_t *ctx)
 {
     web_app_render(the_admin->app, req, res, status, name, ctx);
     http_response_set_header(res, "Cache-Control", "no-store");
@@ -425,46 +438,44 @@ static void list_page(http_request *req, http_response *res, void *arg)
     json_t *columns = json_array();
     for (size_t c = 0; c < e->ncolumns; c++) {
         const struct web_admin_column *col = &e->columns[c];
-        json_t *o = json_pack("{s:s,s:b}", "name", col->name, "sortable", col->sort >= 0);
+        json_t *o = column_json(col);
         if (col->sort >= 0) {
             bool sorted = !strcmp(p.sort_name, col->name);
             const char *next = sorted && p.q.descending ? "asc" : "desc";
             json_object_set_new(o, "sorted",
                                 json_string(sorted ? (p.q.descending ? "desc" : "asc") : ""));
-            json_object_set_new(
-                o, "sort_url",
-                json_string(arena_printf(a, "/admin/%s%s%ssort=%s&dir=%s&per_page=%lld", e->name,
-                                         base, base[0] ? "&" : "?", col->name, next,
-                                         (long long)p.per_page)));
+            json_object_set_new(o, "sort_url",
+                                json_string(arena_printf(
+                                    a, "/admin/%s%s%ssort=%s&dir=%s&per_page=%lld", e->name, base,
+                                    base[0] ? "&" : "?", col->name, next, (long long)p.per_page)));
         }
         json_array_append_new(columns, o);
     }
     int64_t pages = total > 0 ? (total + p.per_page - 1) / p.per_page : 1;
-    const char *sort_qs =
-        p.sort_name[0] ? arena_printf(a, "sort=%s&dir=%s&", p.sort_name,
-                                      p.q.descending ? "desc" : "asc")
-                       : "";
+    const char *sort_qs = p.sort_name[0] ? arena_printf(a, "sort=%s&dir=%s&", p.sort_name,
+                                                        p.q.descending ? "desc" : "asc")
+                                         : "";
     const char *list_base = arena_printf(a, "/admin/%s%s%s%sper_page=%lld", e->name, base,
                                          base[0] ? "&" : "?", sort_qs, (long long)p.per_page);
-    json_t *pager = json_pack("{s:I,s:I,s:I,s:I}", "page", (json_int_t)p.page, "pages",
-                              (json_int_t)pages, "per_page", (json_int_t)p.per_page, "total",
-                              (json_int_t)total);
+    json_t *pager =
+        json_pack("{s:I,s:I,s:I,s:I}", "page", (json_int_t)p.page, "pages", (json_int_t)pages,
+                  "per_page", (json_int_t)p.per_page, "total", (json_int_t)total);
     if (p.page > 1)
-        json_object_set_new(pager, "prev_url",
-                            json_string(arena_printf(a, "%s&page=%lld", list_base,
-                                                     (long long)(p.page - 1))));
+        json_object_set_new(
+            pager, "prev_url",
+            json_string(arena_printf(a, "%s&page=%lld", list_base, (long long)(p.page - 1))));
     if (p.page < pages)
-        json_object_set_new(pager, "next_url",
-                            json_string(arena_printf(a, "%s&page=%lld", list_base,
-                                                     (long long)(p.page + 1))));
+        json_object_set_new(
+            pager, "next_url",
+            json_string(arena_printf(a, "%s&page=%lld", list_base, (long long)(p.page + 1))));
     json_t *sizes = json_array();
     static const int per_pages[] = {25, 50, 100};
     for (size_t i = 0; i < 3; i++)
-        json_array_append_new(
-            sizes, json_pack("{s:i,s:s,s:b}", "size", per_pages[i], "url",
-                             arena_printf(a, "/admin/%s%s%s%sper_page=%d", e->name, base,
-                                          base[0] ? "&" : "?", sort_qs, per_pages[i]),
-                             "current", per_pages[i] == p.per_page));
+        json_array_append_new(sizes,
+                              json_pack("{s:i,s:s,s:b}", "size", per_pages[i], "url",
+                                        arena_printf(a, "/admin/%s%s%s%sper_page=%d", e->name, base,
+                                                     base[0] ? "&" : "?", sort_qs, per_pages[i]),
+                                        "current", per_pages[i] == p.per_page));
     json_object_set_new(pager, "sizes", sizes);
 
     json_t *ctx = admin_context(req, e);
@@ -490,7 +501,8 @@ static void export_csv(http_request *req, http_response *res, void *arg)
     bool ok = web_form_ok(p.filter);
     json_decref(p.filter);
     if (!ok) {
-        http_response_error(res, HTTP_STATUS_BAD_REQUEST, "The filter of this export is not valid.");
+        http_response_error(res, HTTP_STATUS_BAD_REQUEST,
+                            "The filter of this export is not valid.");
         return;
     }
     db *d = web_db(req);
@@ -650,13 +662,11 @@ static void done(http_request *req, http_response *res, const struct web_admin_e
 
 static json_t *fields_json(const struct web_admin_entity *e, bool create)
 {
-    static const char *const types[] = {[WEB_ADMIN_TEXT] = "text",
-                                        [WEB_ADMIN_EMAIL] = "email",
-                                        [WEB_ADMIN_PASSWORD] = "password",
-                                        [WEB_ADMIN_NUMBER] = "number",
-                                        [WEB_ADMIN_CHECKBOX] = "checkbox",
-                                        [WEB_ADMIN_ROLES] = "roles",
-                                        [WEB_ADMIN_FILE] = "file"};
+    static const char *const types[] = {
+        [WEB_ADMIN_TEXT] = "text",         [WEB_ADMIN_EMAIL] = "email",
+        [WEB_ADMIN_PASSWORD] = "password", [WEB_ADMIN_NUMBER] = "number",
+        [WEB_ADMIN_CHECKBOX] = "checkbox", [WEB_ADMIN_ROLES] = "roles",
+        [WEB_ADMIN_FILE] = "file"};
     json_t *a = json_array();
     for (size_t i = 0; i < e->nfields; i++) {
         const struct web_admin_field *f = &e->fields[i];
@@ -735,8 +745,8 @@ static void save_post(http_request *req, http_response *res, const struct web_ad
                       int64_t id)
 {
     struct echo_err err = {0};
-    struct web_admin_change ch = {.id = id, .action = id ? "update" : "create",
-                                  .form = web_form_new()};
+    struct web_admin_change ch = {
+        .id = id, .action = id ? "update" : "create", .form = web_form_new()};
     struct op_args o = {.e = e, .err = &err};
     int s = run_change(req, e, &ch, op_save, &o);
     if (s == DB_OK) {
@@ -797,7 +807,7 @@ static void render_confirm(http_request *req, http_response *res, const struct w
     json_t *ctx = admin_context(req, e);
     json_t *columns = json_array();
     for (size_t c = 0; c < e->ncolumns; c++)
-        json_array_append_new(columns, json_pack("{s:s}", "name", e->columns[c].name));
+        json_array_append_new(columns, column_json(&e->columns[c]));
     json_object_set_new(ctx, "columns", columns);
     json_object_set_new(ctx, "row", row);
     json_object_set_new(ctx, "item_id", json_integer(id));
@@ -837,8 +847,8 @@ static void delete_post(http_request *req, http_response *res, void *arg)
     change_deinit(&ch);
 }
 
-static void set_active_post(http_request *req, http_response *res,
-                            const struct web_admin_entity *e, bool active)
+static void set_active_post(http_request *req, http_response *res, const struct web_admin_entity *e,
+                            bool active)
 {
     int64_t id = route_id(req);
     if (!id) {

@@ -40,12 +40,21 @@ void web_admin_unregister(web_app *app);
 
 /* The request's filter of a list, parsed from the URL. */
 struct web_admin_query {
-    const char *search;  /* "" for none */
-    int64_t user_id;     /* 0 for none */
-    int64_t from, to;    /* created_at in [from, to); 0 for none */
-    int sort;            /* index into the entity's sort columns; -1: default order */
+    const char *search; /* "" for none */
+    int64_t user_id;    /* 0 for none */
+    int64_t from, to;   /* created_at in [from, to); 0 for none */
+    int sort;           /* index into the entity's sort columns; -1: default order */
     bool descending;
     int64_t limit, offset;
+};
+
+/* How a cell is shown (templates/admin/_cell.html). */
+enum web_admin_cell {
+    WEB_ADMIN_CELL_TEXT,  /* text or a number, long text cut in lists */
+    WEB_ADMIN_CELL_TIME,  /* unix seconds, shown as a UTC date and time */
+    WEB_ADMIN_CELL_BOOL,  /* yes / no */
+    WEB_ADMIN_CELL_LIST,  /* an array of strings, joined */
+    WEB_ADMIN_CELL_IMAGE, /* a picture URL, shown as a thumbnail */
 };
 
 /* One shown column: the key of a row object (also its header, through the
@@ -54,6 +63,7 @@ struct web_admin_query {
 struct web_admin_column {
     const char *name;
     int sort; /* -1: not sortable */
+    enum web_admin_cell cell;
 };
 
 /* One field of the create/edit form. */
@@ -79,13 +89,13 @@ struct web_admin_field {
  * DB_OK the generic view writes the audit row and commits, on anything
  * else it rolls back whatever is open. */
 struct web_admin_change {
-    int64_t id;         /* the entity's row (set by save on create) */
-    const char *action; /* "create", "update", "delete", "activate", "deactivate" */
-    json_t *before;     /* owned; NULL for a create */
-    json_t *after;      /* owned; NULL for a delete */
-    json_t *form;       /* the form object errors go to (borrowed) */
-    json_t *files;      /* owned array of picture paths to remove after the commit, or NULL */
-    int64_t user_gone;  /* a deleted user: sessions, caches and engine context to drop */
+    int64_t id;           /* the entity's row (set by save on create) */
+    const char *action;   /* "create", "update", "delete", "activate", "deactivate" */
+    json_t *before;       /* owned; NULL for a create */
+    json_t *after;        /* owned; NULL for a delete */
+    json_t *form;         /* the form object errors go to (borrowed) */
+    json_t *files;        /* owned array of picture paths to remove after the commit, or NULL */
+    int64_t user_gone;    /* a deleted user: sessions, caches and engine context to drop */
     int64_t user_changed; /* a changed user: their cached profile is dropped */
 };
 

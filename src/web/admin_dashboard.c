@@ -36,8 +36,8 @@ static const struct chart_desc charts[] = {
     [WEB_ADMIN_CHART_SIGNUPS] = {"signups", "Signups per day", "signups", NULL, "signups", true},
     [WEB_ADMIN_CHART_MESSAGES] = {"messages", "Messages per day", "messages", NULL, "messages",
                                   true},
-    [WEB_ADMIN_CHART_LENGTHS] = {"lengths", "Answer lengths", "answers",
-                                 "answer length (tokens)", "answers", false},
+    [WEB_ADMIN_CHART_LENGTHS] = {"lengths", "Answer lengths", "answers", "answer length (tokens)",
+                                 "answers", false},
 };
 #define NCHARTS (sizeof(charts) / sizeof(charts[0]))
 
@@ -179,8 +179,8 @@ int web_admin_chart_data(db *d, enum web_admin_chart which, int64_t from, int64_
     return DB_OK;
 }
 
-static int chart_svg_from(enum web_admin_chart which, const struct media_chart_point *pts,
-                          size_t n, double base, struct strbuf *out, struct echo_err *err)
+static int chart_svg_from(enum web_admin_chart which, const struct media_chart_point *pts, size_t n,
+                          double base, struct strbuf *out, struct echo_err *err)
 {
     const struct chart_desc *c = &charts[which];
     struct media_chart_opts o = {.title = c->title,
@@ -294,9 +294,8 @@ static void dashboard(http_request *req, http_response *res, void *arg)
         json_decref(form);
         json_decref(list);
         json_decref(totals);
-        http_response_error(res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE
-                                              : HTTP_STATUS_INTERNAL_ERROR,
-                            NULL);
+        http_response_error(
+            res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_INTERNAL_ERROR, NULL);
         return;
     }
     json_t *ctx = web_admin_page_context(req);
@@ -348,9 +347,8 @@ static void chart_file(http_request *req, http_response *res, void *arg)
               : DB_BUSY;
     if (s != DB_OK) {
         log_error("admin chart %s: %s", name, d ? err.msg : "no connection");
-        http_response_error(res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE
-                                              : HTTP_STATUS_INTERNAL_ERROR,
-                            NULL);
+        http_response_error(
+            res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_INTERNAL_ERROR, NULL);
         return;
     }
     struct strbuf out;

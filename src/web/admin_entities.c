@@ -184,8 +184,7 @@ static int user_set_active(http_request *req, db *d, struct web_admin_change *ch
     return s;
 }
 
-static int user_remove(http_request *req, db *d, struct web_admin_change *ch,
-                       struct echo_err *err)
+static int user_remove(http_request *req, db *d, struct web_admin_change *ch, struct echo_err *err)
 {
     (void)req;
     int s = db_tx_begin(d, err);
@@ -199,17 +198,18 @@ static int user_remove(http_request *req, db *d, struct web_admin_change *ch,
 }
 
 static const struct web_admin_column user_columns[] = {
-    {"id", DB_USER_SORT_ID},
-    {"username", DB_USER_SORT_USERNAME},
-    {"email", DB_USER_SORT_EMAIL},
-    {"roles", -1},
-    {"is_active", -1},
-    {"created_at", DB_USER_SORT_CREATED_AT},
-    {"last_login_at", DB_USER_SORT_LAST_LOGIN_AT},
-    {"message_count", -1},
+    {"id", DB_USER_SORT_ID, WEB_ADMIN_CELL_TEXT},
+    {"username", DB_USER_SORT_USERNAME, WEB_ADMIN_CELL_TEXT},
+    {"email", DB_USER_SORT_EMAIL, WEB_ADMIN_CELL_TEXT},
+    {"roles", -1, WEB_ADMIN_CELL_LIST},
+    {"is_active", -1, WEB_ADMIN_CELL_BOOL},
+    {"created_at", DB_USER_SORT_CREATED_AT, WEB_ADMIN_CELL_TIME},
+    {"last_login_at", DB_USER_SORT_LAST_LOGIN_AT, WEB_ADMIN_CELL_TIME},
+    {"message_count", -1, WEB_ADMIN_CELL_TEXT},
 };
 static const struct web_admin_field user_fields[] = {
-    {"username", "Username", WEB_ADMIN_TEXT, "3 to 32 letters, digits, dots, dashes or underscores."},
+    {"username", "Username", WEB_ADMIN_TEXT,
+     "3 to 32 letters, digits, dots, dashes or underscores."},
     {"email", "Email", WEB_ADMIN_EMAIL, NULL},
     {"password", "Password", WEB_ADMIN_PASSWORD, "At least 8 characters; leave empty to keep it."},
     {"roles", "Roles", WEB_ADMIN_ROLES, NULL},
@@ -286,8 +286,7 @@ static int role_save(http_request *req, db *d, struct web_admin_change *ch, stru
     return s;
 }
 
-static int role_remove(http_request *req, db *d, struct web_admin_change *ch,
-                       struct echo_err *err)
+static int role_remove(http_request *req, db *d, struct web_admin_change *ch, struct echo_err *err)
 {
     (void)req;
     int s = db_tx_begin(d, err);
@@ -298,11 +297,14 @@ static int role_remove(http_request *req, db *d, struct web_admin_change *ch,
 }
 
 static const struct web_admin_column role_columns[] = {
-    {"id", -1}, {"user_id", -1}, {"username", -1}, {"name", -1}, {"created_at", -1},
+    {"id", -1, WEB_ADMIN_CELL_TEXT},         {"user_id", -1, WEB_ADMIN_CELL_TEXT},
+    {"username", -1, WEB_ADMIN_CELL_TEXT},   {"name", -1, WEB_ADMIN_CELL_TEXT},
+    {"created_at", -1, WEB_ADMIN_CELL_TIME},
 };
 static const struct web_admin_field role_fields[] = {
     {"user_id", "User id", WEB_ADMIN_NUMBER, NULL},
-    {"name", "Role", WEB_ADMIN_TEXT, "admin, user, moderator, or another name of 2 to 32 a-z and '_'."},
+    {"name", "Role", WEB_ADMIN_TEXT,
+     "admin, user, moderator, or another name of 2 to 32 a-z and '_'."},
 };
 static const struct web_admin_entity roles = {
     .name = "roles",
@@ -360,8 +362,7 @@ static int picture_list(db *d, const struct web_admin_query *q, json_t **rows, i
     return s;
 }
 
-static int picture_save(http_request *req, db *d, struct web_admin_change *ch,
-                        struct echo_err *err)
+static int picture_save(http_request *req, db *d, struct web_admin_change *ch, struct echo_err *err)
 {
     json_t *form = ch->form;
     int64_t user_id = form_id(req, form, "user_id");
@@ -412,8 +413,10 @@ static int picture_remove(http_request *req, db *d, struct web_admin_change *ch,
 }
 
 static const struct web_admin_column picture_columns[] = {
-    {"id", -1},    {"thumbnail_url", -1}, {"user_id", -1}, {"username", -1},
-    {"width", -1}, {"bytes", -1},         {"created_at", -1},
+    {"id", -1, WEB_ADMIN_CELL_TEXT},         {"thumbnail_url", -1, WEB_ADMIN_CELL_IMAGE},
+    {"user_id", -1, WEB_ADMIN_CELL_TEXT},    {"username", -1, WEB_ADMIN_CELL_TEXT},
+    {"width", -1, WEB_ADMIN_CELL_TEXT},      {"bytes", -1, WEB_ADMIN_CELL_TEXT},
+    {"created_at", -1, WEB_ADMIN_CELL_TIME},
 };
 static const struct web_admin_field picture_fields[] = {
     {"user_id", "User id", WEB_ADMIN_NUMBER, NULL},
@@ -466,7 +469,9 @@ static int feedback_remove(http_request *req, db *d, struct web_admin_change *ch
 }
 
 static const struct web_admin_column feedback_columns[] = {
-    {"id", -1}, {"user_id", -1}, {"username", -1}, {"content", -1}, {"created_at", -1},
+    {"id", -1, WEB_ADMIN_CELL_TEXT},         {"user_id", -1, WEB_ADMIN_CELL_TEXT},
+    {"username", -1, WEB_ADMIN_CELL_TEXT},   {"content", -1, WEB_ADMIN_CELL_TEXT},
+    {"created_at", -1, WEB_ADMIN_CELL_TIME},
 };
 static const struct web_admin_entity feedback = {
     .name = "feedback",
@@ -513,8 +518,10 @@ static int message_remove(http_request *req, db *d, struct web_admin_change *ch,
 }
 
 static const struct web_admin_column message_columns[] = {
-    {"id", -1},      {"user_id", -1},           {"username", -1},  {"role", -1},
-    {"content", -1}, {"completion_tokens", -1}, {"created_at", -1},
+    {"id", -1, WEB_ADMIN_CELL_TEXT},         {"user_id", -1, WEB_ADMIN_CELL_TEXT},
+    {"username", -1, WEB_ADMIN_CELL_TEXT},   {"role", -1, WEB_ADMIN_CELL_TEXT},
+    {"content", -1, WEB_ADMIN_CELL_TEXT},    {"completion_tokens", -1, WEB_ADMIN_CELL_TEXT},
+    {"created_at", -1, WEB_ADMIN_CELL_TIME},
 };
 static const struct web_admin_entity messages = {
     .name = "messages",
@@ -549,9 +556,11 @@ static int audit_get(db *d, int64_t id, json_t **row, struct echo_err *err)
 }
 
 static const struct web_admin_column audit_columns[] = {
-    {"id", -1},        {"created_at", -1}, {"actor_id", -1}, {"actor_name", -1},
-    {"action", -1},    {"entity", -1},     {"entity_id", -1}, {"before", -1},
-    {"after", -1},
+    {"id", -1, WEB_ADMIN_CELL_TEXT},        {"created_at", -1, WEB_ADMIN_CELL_TIME},
+    {"actor_id", -1, WEB_ADMIN_CELL_TEXT},  {"actor_name", -1, WEB_ADMIN_CELL_TEXT},
+    {"action", -1, WEB_ADMIN_CELL_TEXT},    {"entity", -1, WEB_ADMIN_CELL_TEXT},
+    {"entity_id", -1, WEB_ADMIN_CELL_TEXT}, {"before", -1, WEB_ADMIN_CELL_TEXT},
+    {"after", -1, WEB_ADMIN_CELL_TEXT},
 };
 static const struct web_admin_entity audit = {
     .name = "audit",

@@ -192,6 +192,91 @@ SAMPLES = {
         })),
 }
 
+# ---- the admin panel (issue 8) ----
+ADMIN_MENU = [{"name": n, "title": t} for n, t in (
+    ("users", "Users"), ("roles", "Roles"), ("pictures", "Pictures"), ("feedback", "Feedback"),
+    ("messages", "Messages"), ("audit", "Audit log"))]
+ADMIN_USERS = {"name": "users", "title": "Users", "singular": "user", "searchable": True,
+               "dated": True, "creatable": True, "editable": True, "deletable": True,
+               "deactivatable": True}
+ADMIN_USER_COLUMNS = [
+    {"name": "id", "sortable": True, "sorted": "", "sort_url": "/admin/users?sort=id&dir=desc",
+     "cell": "text"},
+    {"name": "username", "sortable": True, "sorted": "asc",
+     "sort_url": "/admin/users?q=a&sort=username&dir=desc", "cell": "text"},
+    {"name": "roles", "sortable": False, "cell": "list"},
+    {"name": "is_active", "sortable": False, "cell": "bool"},
+    {"name": "created_at", "sortable": True, "sorted": "", "cell": "time",
+     "sort_url": "/admin/users?sort=created_at&dir=desc"},
+    {"name": "last_login_at", "sortable": False, "cell": "time"},
+    {"name": "thumbnail_url", "sortable": False, "cell": "image"},
+]
+ADMIN_USER_ROWS = [
+    {"id": 1, "username": "grace", "roles": ["admin"], "is_active": True, "created_at": NOW,
+     "last_login_at": None, "thumbnail_url": "/static/img/logo.svg"},
+    {"id": 2, "username": XSS, "roles": [], "is_active": False, "created_at": NOW - 86400,
+     "last_login_at": NOW, "thumbnail_url": ""},
+]
+ADMIN_PAGER = {"page": 1, "pages": 3, "per_page": 25, "total": 60,
+               "next_url": "/admin/users?per_page=25&page=2",
+               "sizes": [{"size": 25, "url": "/admin/users?per_page=25", "current": True},
+                         {"size": 50, "url": "/admin/users?per_page=50", "current": False}]}
+ADMIN_USER_FIELDS = [
+    {"name": "username", "label": "Username", "type": "text", "hint": "3 to 32", "required": True},
+    {"name": "email", "label": "Email", "type": "email", "hint": "", "required": True},
+    {"name": "password", "label": "Password", "type": "password", "hint": "", "required": False},
+    {"name": "roles", "label": "Roles", "type": "roles", "hint": "", "required": False},
+    {"name": "is_active", "label": "Active", "type": "checkbox", "hint": "", "required": False},
+    {"name": "user_id", "label": "User id", "type": "number", "hint": "", "required": True},
+    {"name": "picture", "label": "Picture", "type": "file", "hint": "", "required": True},
+]
+ADMIN_CHARTS = [{"name": n, "title": t, "points": 30, "summary": "12 signups; " + XSS,
+                 "svg_url": f"/admin/charts/{n}.svg?from=2025-10-26&to=2025-11-24",
+                 "png_url": f"/admin/charts/{n}.png", "csv_url": f"/admin/charts/{n}.csv"}
+                for n, t in (("signups", "Signups per day"), ("messages", "Messages per day"),
+                             ("lengths", "Answer lengths"))]
+SAMPLES.update({
+    "admin_dashboard": ("admin/dashboard.html", base(
+        user=ADMIN, active="admin", admin_menu=ADMIN_MENU, charts=ADMIN_CHARTS,
+        totals={"users": 100000, "active_7d": 1234, "messages": 1000000, "feedback": 7,
+                "avg_tokens_per_second": 12.5},
+        range_form={"data": {"from": "2025-10-26", "to": "2025-11-24"}, "errors": {}})),
+    "admin_dashboard_errors": ("admin/dashboard.html", base(
+        user=ADMIN, active="admin", admin_menu=ADMIN_MENU, charts=[],
+        totals={"users": 1, "active_7d": 0, "messages": 0, "feedback": 0,
+                "avg_tokens_per_second": 0},
+        range_form={"data": {"from": XSS, "to": "2025-01-01"},
+                    "errors": {"from": ["Enter the start date as YYYY-MM-DD."]}})),
+    "admin_list": ("admin/list.html", base(
+        user=ADMIN, active="admin", admin_menu=ADMIN_MENU, entity=ADMIN_USERS,
+        columns=ADMIN_USER_COLUMNS, rows=ADMIN_USER_ROWS, pager=ADMIN_PAGER,
+        filter={"data": {"q": XSS, "user_id": "x"}, "errors": {"user_id": ["A user id is a positive number."]}},
+        export_url="/admin/users/export?q=a",
+        flashes=[{"category": "success", "text": "User 3 created."}])),
+    "admin_list_empty": ("admin/list.html", base(
+        user=ADMIN, active="admin", admin_menu=ADMIN_MENU,
+        entity=dict(ADMIN_USERS, name="audit", title="Audit log", searchable=False,
+                    creatable=False, editable=False, deletable=False, deactivatable=False),
+        columns=ADMIN_USER_COLUMNS[:2], rows=[], filter={"data": {}, "errors": {}}, export_url="/admin/audit/export",
+        pager={"page": 1, "pages": 1, "per_page": 25, "total": 0, "sizes": []})),
+    "admin_form": ("admin/form.html", base(
+        user=ADMIN, active="admin", admin_menu=ADMIN_MENU, entity=ADMIN_USERS,
+        fields=ADMIN_USER_FIELDS, action="/admin/users/2/edit", multipart=True, item_id=2,
+        known_roles=["admin", "user", "moderator"],
+        form={"data": {"username": XSS, "email": ATTR_XSS, "roles": ["admin"], "is_active": "1",
+                       "password": "secret"},
+              "errors": {"username": ["This username is already taken."]},
+              "form_errors": ["This would leave no active admin."]})),
+    "admin_form_new": ("admin/form.html", base(
+        user=ADMIN, active="admin", admin_menu=ADMIN_MENU, entity=ADMIN_USERS,
+        fields=ADMIN_USER_FIELDS[:5], action="/admin/users/new", multipart=False, item_id=None,
+        known_roles=["admin", "user", "moderator"], form=None)),
+    "admin_confirm": ("admin/confirm.html", base(
+        user=ADMIN, active="admin", admin_menu=ADMIN_MENU, entity=ADMIN_USERS,
+        columns=ADMIN_USER_COLUMNS, row=ADMIN_USER_ROWS[1], item_id=2,
+        form={"form_errors": ["The last admin cannot be deleted."]})),
+})
+
 
 def render(env, name):
     template, context = SAMPLES[name]
