@@ -31,3 +31,6 @@ if [ ! -f "$MODEL" ]; then
 fi
 echo "== engine ($MODEL)"
 "$ECHOBOT" bench -m "$MODEL" -p 512 -n 128 -t 2
+
+echo "== admin dashboard (bench/admin.sh)"
+ECHOBOT=$ECHOBOT bench/admin.sh

@@ -259,3 +259,46 @@ int db_admin_picture_paths(db *d, int64_t user_id, json_t **paths, struct echo_e
     *paths = arr;
     return DB_OK;
 }
+
+/* ---- query plans ---------------------------------------------------------- */
+
+static bool aggregate_sql(const char *sql)
+{
+    return strstr(sql, "count(") || strstr(sql, "GROUP BY") || strstr(sql, "avg(");
+}
+
+int db_admin_query_plans(db *d, json_t **out, struct echo_err *err)
+{
+    *out = NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < d->nslots; i++) {
+        sqlite3_stmt *cached = d->slots[i].stmt;
+        if (!cached || !d->slots[i].sql || !aggregate_sql(d->slots[i].sql)) continue;
+        /* EXPLAIN QUERY PLAN of the same text: a statement of its own, not
+         * cached (the text is built here, but from a statement's own SQL). */
+        char *q = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", d->slots[i].sql);
+        sqlite3_stmt *st = NULL;
+        int rc = q ? sqlite3_prepare_v2(d->sq, q, -1, &st, NULL) : SQLITE_NOMEM;
+        sqlite3_free(q);
+        if (rc != SQLITE_OK) {
+            int s = db_fail(d, rc, "explaining a query", err);
+            sqlite3_finalize(st);
+            json_decref(arr);
+            return s;
+        }
+        json_t *plan = json_array();
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            json_array_append_new(plan, db_json_text((const char *)sqlite3_column_text(st, 3)));
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+            json_decref(plan);
+            json_decref(arr);
+            return db_fail(d, rc, "explaining a query", err);
+        }
+        json_array_append_new(
+            arr, json_pack("{s:s,s:o,s:i}", "sql", d->slots[i].sql, "plan", plan, "fullscan_steps",
+                           sqlite3_stmt_status(cached, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0)));
+    }
+    *out = arr;
+    return DB_OK;
+}

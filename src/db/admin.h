@@ -62,4 +62,16 @@ int db_admin_count_users_before(db *d, int64_t t, int64_t *n, struct echo_err *e
 /* The paths of every picture row of user_id: a new JSON array of strings. */
 int db_admin_picture_paths(db *d, int64_t user_id, json_t **paths, struct echo_err *err);
 
+/* ---- query plans ---------------------------------------------------------- */
+
+/*
+ * The plans of the aggregate statements this connection has prepared (its
+ * statement cache: every statement with "count(" or "GROUP BY" or
+ * "avg(" in it), for the benchmark and the tests that check the dashboard
+ * reads indexes: a new array of {sql, plan: [detail...], fullscan_steps}.
+ * fullscan_steps is SQLite's count of full-table-scan steps of that
+ * statement so far (SQLITE_STMTSTATUS_FULLSCAN_STEP).
+ */
+int db_admin_query_plans(db *d, json_t **out, struct echo_err *err);
+
 #endif
