@@ -132,7 +132,16 @@ void web_admin_format_date(int64_t t, char out[11])
     int d = (int)(doy - (153 * mp + 2) / 5 + 1);
     int m = (int)(mp < 10 ? mp + 3 : mp - 9);
     int64_t y = yoe + era * 400 + (m <= 2);
-    snprintf(out, 11, "%04d-%02d-%02d", (int)(y % 10000), m, d);
+    /* Written digit by digit: years stay within 0..9999 here. */
+    int yy = (int)(y % 10000);
+    const int parts[3][2] = {{yy, 4}, {m, 2}, {d, 2}};
+    char *w = out;
+    for (int p = 0; p < 3; p++) {
+        for (int k = parts[p][1] - 1, v = parts[p][0]; k >= 0; k--, v /= 10)
+            w[k] = (char)('0' + v % 10);
+        w += parts[p][1];
+        *w++ = p < 2 ? '-' : '\0';
+    }
 }
 
 /* ---- CSV -------------------------------------------------------------------- */
