@@ -235,6 +235,52 @@ int db_admin_count_users_before(db *d, int64_t t, int64_t *n, struct echo_err *e
     return db_step_count(d, st, n, "counting earlier users", err);
 }
 
+/* ---- answer statistics ------------------------------------------------------ */
+
+/* The index is (role, completion_tokens, tokens_per_second): the rows come
+ * grouped in index order, without a temporary B-tree, and the speed is read
+ * from the same entries. */
+static const char sql_answer_stats[] =
+    "SELECT completion_tokens, count(*), total(tokens_per_second), count(tokens_per_second)"
+    " FROM messages WHERE role = 'assistant' GROUP BY completion_tokens";
+
+int db_admin_answer_stats(db *d, double *avg_speed, struct db_day_count **lengths, size_t *n,
+                          struct echo_err *err)
+{
+    *avg_speed = 0;
+    *lengths = NULL;
+    *n = 0;
+    sqlite3_stmt *st = db_stmt(d, sql_answer_stats, err);
+    if (!st) return DB_ERROR;
+    double sum = 0;
+    int64_t timed = 0;
+    struct db_day_count *out = NULL;
+    size_t count = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sum += sqlite3_column_double(st, 2);
+        timed += sqlite3_column_int64(st, 3);
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL) continue;
+        if (count == cap) {
+            cap = cap ? cap * 2 : 256;
+            out = xrealloc(out, cap * sizeof(*out));
+        }
+        out[count++] = (struct db_day_count){.day = sqlite3_column_int64(st, 0),
+                                             .count = sqlite3_column_int64(st, 1)};
+    }
+    if (rc != SQLITE_DONE) {
+        int s = db_fail(d, rc, "reading the answer statistics", err);
+        db_stmt_done(st);
+        free(out);
+        return s;
+    }
+    db_stmt_done(st);
+    *avg_speed = timed > 0 ? sum / (double)timed : 0;
+    *lengths = out;
+    *n = count;
+    return DB_OK;
+}
+
 /* ---- pictures ------------------------------------------------------------- */
 
 static const char sql_picture_paths[] = "SELECT path FROM pictures WHERE user_id = ?1 ORDER BY id";

@@ -59,6 +59,16 @@ int db_admin_user_list_json(db *d, const struct db_admin_user_query *q, json_t *
 /* Users who signed up before t (the cumulative line's start). */
 int db_admin_count_users_before(db *d, int64_t t, int64_t *n, struct echo_err *err);
 
+/*
+ * The answer statistics of the dashboard in one pass over the covering
+ * index messages_answers: the mean tokens_per_second of the answers that
+ * have one (0 when none), and the answers per completion_tokens value
+ * (rows (day = length, count), increasing, answers without a count left
+ * out). Caller frees *lengths.
+ */
+int db_admin_answer_stats(db *d, double *avg_speed, struct db_day_count **lengths, size_t *n,
+                          struct echo_err *err);
+
 /* The paths of every picture row of user_id: a new JSON array of strings. */
 int db_admin_picture_paths(db *d, int64_t user_id, json_t **paths, struct echo_err *err);
 

@@ -614,6 +614,7 @@ static int run_change(http_request *req, const struct web_admin_entity *e,
     }
     log_info("admin: %s %s %s %lld", web_user(req)->username, ch->action, e->singular,
              (long long)ch->id);
+    web_admin_charts_changed();
     if (ch->files) remove_files(ch->files);
     if (ch->user_changed) web_profile_invalidate(ch->user_changed);
     if (ch->user_gone) {
@@ -958,6 +959,7 @@ fail:
 void web_admin_unregister(web_app *app)
 {
     (void)app;
+    web_admin_dashboard_unregister();
     free(the_admin);
     the_admin = NULL;
 }

@@ -174,8 +174,19 @@ json_t *web_admin_page_context(http_request *req);
 
 /* ---- the dashboard (admin_dashboard.c) ---------------------------------- */
 
-/* GET /admin and /admin/charts/<name>; called by web_admin_register. */
+/* GET /admin and /admin/charts/<name>; called by web_admin_register /
+ * web_admin_unregister. */
 int web_admin_dashboard_register(web_app *app, struct echo_err *err);
+void web_admin_dashboard_unregister(void);
+/* A change through the panel: the cached chart images are dropped. */
+void web_admin_charts_changed(void);
+/* What GET /admin computes: the totals, the three charts' entries
+ * [{name, title, points, summary, svg_url, png_url, csv_url}] and their
+ * SVGs appended to svgs[WEB_ADMIN_CHART_*] (initialised by the caller),
+ * with one pass over the answers for the mean speed and the lengths. New
+ * references in *totals and *charts. */
+int web_admin_dashboard_build(db *d, int64_t now, int64_t from, int64_t to, json_t **totals,
+                              json_t **charts, struct strbuf svgs[3], struct echo_err *err);
 
 /* The DateRange form: from/to ("YYYY-MM-DD", to inclusive), default the
  * last 30 days ending today. */

@@ -18,6 +18,7 @@
 
 #include "web/admin.h"
 #include "web/auth.h"
+#include "web/cache.h"
 #include "web/form.h"
 
 #define DAY 86400
@@ -84,21 +85,31 @@ bool web_admin_range_parse(const char *from_s, const char *to_s, int64_t today, 
 
 /* ---- data ---------------------------------------------------------------------- */
 
-int web_admin_totals(db *d, int64_t now, json_t **out, struct echo_err *err)
+/* The totals with the mean answer speed already known. */
+static int totals_with(db *d, int64_t now, double speed, json_t **out, struct echo_err *err)
 {
     int64_t users = 0, active = 0, messages = 0, feedback = 0;
-    double speed = 0;
     *out = NULL;
     int s = db_user_count(d, &users, err);
     if (s == DB_OK) s = db_user_count_active_since(d, now - 7 * DAY, &active, err);
     if (s == DB_OK) s = db_message_count(d, &messages, err);
     if (s == DB_OK) s = db_feedback_count(d, &feedback, err);
-    if (s == DB_OK) s = db_message_avg_speed(d, &speed, err);
     if (s != DB_OK) return s;
     *out = json_pack("{s:I,s:I,s:I,s:I,s:f}", "users", (json_int_t)users, "active_7d",
                      (json_int_t)active, "messages", (json_int_t)messages, "feedback",
                      (json_int_t)feedback, "avg_tokens_per_second", round(speed * 10) / 10);
     return DB_OK;
+}
+
+int web_admin_totals(db *d, int64_t now, json_t **out, struct echo_err *err)
+{
+    double speed = 0;
+    struct db_day_count *lengths = NULL;
+    size_t n = 0;
+    *out = NULL;
+    int s = db_admin_answer_stats(d, &speed, &lengths, &n, err);
+    free(lengths);
+    return s == DB_OK ? totals_with(d, now, speed, out, err) : s;
 }
 
 /* A nice bucket width (1, 2 or 5 x 10^k) giving at most LENGTH_BUCKETS_MAX
@@ -110,6 +121,33 @@ static int64_t bucket_width(int64_t max)
         for (int i = 0; i < 3; i++)
             if ((max / (m[i] * e)) + 1 <= LENGTH_BUCKETS_MAX) return m[i] * e;
     }
+}
+
+/* Buckets of answer lengths (rows of (length, answers), increasing) as
+ * chart points, empty buckets kept. */
+static void lengths_points(const struct db_day_count *rows, size_t nrows,
+                           struct media_chart_point **pts, size_t *n, char **labels)
+{
+    int64_t max = 0;
+    for (size_t i = 0; i < nrows; i++)
+        if (rows[i].day > max) max = rows[i].day;
+    int64_t w = bucket_width(max);
+    size_t nb = nrows ? (size_t)(max / w) + 1 : 0;
+    *pts = nb ? xcalloc(nb, sizeof(**pts)) : NULL;
+    *labels = nb ? xcalloc(nb, 48) : NULL;
+    for (size_t b = 0; b < nb; b++) {
+        char *l = *labels + b * 48;
+        if (w == 1)
+            snprintf(l, 48, "%lld", (long long)b);
+        else
+            snprintf(l, 48, "%lld-%lld", (long long)(b * (size_t)w),
+                     (long long)((b + 1) * (size_t)w - 1));
+        (*pts)[b].label = l;
+    }
+    /* Negative lengths (a corrupt row) have no bucket. */
+    for (size_t i = 0; i < nrows; i++)
+        if (rows[i].day >= 0) (*pts)[rows[i].day / w].value += (double)rows[i].count;
+    *n = nb;
 }
 
 int web_admin_chart_data(db *d, enum web_admin_chart which, int64_t from, int64_t to,
@@ -124,26 +162,10 @@ int web_admin_chart_data(db *d, enum web_admin_chart which, int64_t from, int64_
     *labels = NULL;
     *base = 0;
     if (which == WEB_ADMIN_CHART_LENGTHS) {
-        s = db_message_length_histogram(d, 1, &rows, &nrows, err);
+        double speed;
+        s = db_admin_answer_stats(d, &speed, &rows, &nrows, err);
         if (s != DB_OK) return s;
-        int64_t max = 0;
-        for (size_t i = 0; i < nrows; i++)
-            if (rows[i].day > max) max = rows[i].day;
-        int64_t w = bucket_width(max);
-        size_t nb = nrows ? (size_t)(max / w) + 1 : 0;
-        *pts = nb ? xcalloc(nb, sizeof(**pts)) : NULL;
-        *labels = nb ? xcalloc(nb, 48) : NULL;
-        for (size_t b = 0; b < nb; b++) {
-            char *l = *labels + b * 48;
-            if (w == 1)
-                snprintf(l, 48, "%lld", (long long)b);
-            else
-                snprintf(l, 48, "%lld-%lld", (long long)(b * w), (long long)((b + 1) * w - 1));
-            (*pts)[b].label = l;
-        }
-        for (size_t i = 0; i < nrows; i++)
-            if (rows[i].day >= 0) (*pts)[rows[i].day / w].value += (double)rows[i].count;
-        *n = nb;
+        lengths_points(rows, nrows, pts, n, labels);
         free(rows);
         return DB_OK;
     }
@@ -239,6 +261,87 @@ static json_t *summary(enum web_admin_chart which, const struct media_chart_poin
     return json_string(buf);
 }
 
+/* ---- the whole dashboard ------------------------------------------------------------ */
+
+int web_admin_dashboard_build(db *d, int64_t now, int64_t from, int64_t to, json_t **totals,
+                              json_t **list, struct strbuf svgs[3], struct echo_err *err)
+{
+    double speed = 0;
+    struct db_day_count *lengths = NULL;
+    size_t nlengths = 0;
+    *totals = NULL;
+    *list = NULL;
+    /* One pass over the answers serves the mean speed and the lengths. */
+    int s = db_admin_answer_stats(d, &speed, &lengths, &nlengths, err);
+    if (s == DB_OK) s = totals_with(d, now, speed, totals, err);
+    json_t *arr = json_array();
+    char qs[64], a[11], b[11];
+    web_admin_format_date(from, a);
+    web_admin_format_date(to - DAY, b);
+    snprintf(qs, sizeof(qs), "?from=%s&to=%s", a, b);
+    for (size_t i = 0; s == DB_OK && i < NCHARTS; i++) {
+        struct media_chart_point *pts = NULL;
+        size_t n = 0;
+        char *labels = NULL;
+        double base = 0;
+        if (i == WEB_ADMIN_CHART_LENGTHS)
+            lengths_points(lengths, nlengths, &pts, &n, &labels);
+        else
+            s = web_admin_chart_data(d, (enum web_admin_chart)i, from, to, &pts, &n, &labels, &base,
+                                     err);
+        if (s == DB_OK &&
+            chart_svg_from((enum web_admin_chart)i, pts, n, base, &svgs[i], err) != MEDIA_OK)
+            s = DB_ERROR;
+        if (s == DB_OK) {
+            char url[128];
+            json_t *c = json_pack("{s:s,s:s,s:I}", "name", charts[i].name, "title", charts[i].title,
+                                  "points", (json_int_t)n);
+            json_object_set_new(c, "summary", summary((enum web_admin_chart)i, pts, n, base));
+            snprintf(url, sizeof(url), "/admin/charts/%s.svg%s", charts[i].name, qs);
+            json_object_set_new(c, "svg_url", json_string(url));
+            snprintf(url, sizeof(url), "/admin/charts/%s.png%s", charts[i].name, qs);
+            json_object_set_new(c, "png_url", json_string(url));
+            snprintf(url, sizeof(url), "/admin/charts/%s.csv%s", charts[i].name, qs);
+            json_object_set_new(c, "csv_url", json_string(url));
+            json_array_append_new(arr, c);
+        }
+        free(pts);
+        free(labels);
+    }
+    free(lengths);
+    if (s != DB_OK) {
+        json_decref(arr);
+        json_decref(*totals);
+        *totals = NULL;
+        return s;
+    }
+    *list = arr;
+    return DB_OK;
+}
+
+/* ---- the chart cache ------------------------------------------------------------------ */
+
+/*
+ * The page draws its three charts while it has their data (the summaries
+ * need it anyway) and keeps the SVGs for CHART_CACHE_MS, so the images the
+ * browser asks for right after the page are served without running the
+ * aggregations a second time. Any change made through the panel clears the
+ * cache (web_admin_charts_changed); other changes (signups, chat messages)
+ * show within CHART_CACHE_MS.
+ */
+#define CHART_CACHE_MS 20000
+static cache *chart_cache;
+
+static void chart_key(size_t which, int64_t from, int64_t to, char out[64])
+{
+    snprintf(out, 64, "%s:%lld:%lld", charts[which].name, (long long)from, (long long)to);
+}
+
+void web_admin_charts_changed(void)
+{
+    if (chart_cache) cache_clear(chart_cache);
+}
+
 /* ---- GET /admin -------------------------------------------------------------------- */
 
 static int64_t today_midnight(void)
@@ -250,50 +353,39 @@ static int64_t today_midnight(void)
 static void dashboard(http_request *req, http_response *res, void *arg)
 {
     (void)arg;
-    uint64_t t0 = time_mono_ns();
     json_t *form = web_form_new();
     int64_t from, to;
     const char *from_s = http_request_query(req, "from"), *to_s = http_request_query(req, "to");
     bool ok = web_admin_range_parse(from_s, to_s, today_midnight(), &from, &to, form);
     db *d = web_db(req);
-    json_t *totals = NULL;
+    json_t *totals = NULL, *list = NULL;
     struct echo_err err = {0};
-    int s = d ? web_admin_totals(d, (int64_t)time_now_s(), &totals, &err) : DB_BUSY;
-    json_t *list = json_array();
-    char qs[64] = "";
-    if (ok) {
-        char a[11], b[11];
-        web_admin_format_date(from, a);
-        web_admin_format_date(to - DAY, b);
-        snprintf(qs, sizeof(qs), "?from=%s&to=%s", a, b);
+    struct strbuf svgs[NCHARTS];
+    for (size_t i = 0; i < NCHARTS; i++)
+        strbuf_init(&svgs[i]);
+    uint64_t ticket = cache_ticket(chart_cache);
+    int s;
+    if (!d)
+        s = DB_BUSY;
+    else if (ok)
+        s = web_admin_dashboard_build(d, (int64_t)time_now_s(), from, to, &totals, &list, svgs,
+                                      &err);
+    else
+        s = web_admin_totals(d, (int64_t)time_now_s(), &totals, &err);
+    if (s == DB_OK && ok) {
+        for (size_t i = 0; i < NCHARTS; i++) {
+            char key[64];
+            chart_key(i, from, to, key);
+            json_t *v = json_stringn(svgs[i].data, svgs[i].len);
+            cache_put_if_fresh(chart_cache, key, v, CHART_CACHE_MS, ticket);
+            json_decref(v);
+        }
     }
-    for (size_t i = 0; ok && s == DB_OK && i < NCHARTS; i++) {
-        struct media_chart_point *pts = NULL;
-        size_t n = 0;
-        char *labels = NULL;
-        double base = 0;
-        s = web_admin_chart_data(d, (enum web_admin_chart)i, from, to, &pts, &n, &labels, &base,
-                                 &err);
-        if (s != DB_OK) break;
-        char url[128];
-        json_t *c = json_pack("{s:s,s:s,s:I}", "name", charts[i].name, "title", charts[i].title,
-                              "points", (json_int_t)n);
-        json_object_set_new(c, "summary", summary((enum web_admin_chart)i, pts, n, base));
-        snprintf(url, sizeof(url), "/admin/charts/%s.svg%s", charts[i].name, qs);
-        json_object_set_new(c, "svg_url", json_string(url));
-        snprintf(url, sizeof(url), "/admin/charts/%s.png%s", charts[i].name, qs);
-        json_object_set_new(c, "png_url", json_string(url));
-        snprintf(url, sizeof(url), "/admin/charts/%s.csv%s", charts[i].name, qs);
-        json_object_set_new(c, "csv_url", json_string(url));
-        json_array_append_new(list, c);
-        free(pts);
-        free(labels);
-    }
+    for (size_t i = 0; i < NCHARTS; i++)
+        strbuf_deinit(&svgs[i]);
     if (s != DB_OK) {
         log_error("admin dashboard: %s", d ? err.msg : "no connection");
         json_decref(form);
-        json_decref(list);
-        json_decref(totals);
         http_response_error(
             res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_INTERNAL_ERROR, NULL);
         return;
@@ -301,12 +393,11 @@ static void dashboard(http_request *req, http_response *res, void *arg)
     json_t *ctx = web_admin_page_context(req);
     json_object_set_new(ctx, "totals", totals);
     json_object_set_new(ctx, "range_form", form);
-    json_object_set_new(ctx, "charts", list);
+    json_object_set_new(ctx, "charts", list ? list : json_array());
     web_app_render(dash_app, req, res, ok ? HTTP_STATUS_OK : HTTP_STATUS_BAD_REQUEST,
                    "admin/dashboard.html", ctx);
     http_response_set_header(res, "Cache-Control", "no-store");
     json_decref(ctx);
-    log_debug("admin dashboard built in %.1f ms", (time_mono_ns() - t0) / 1e6);
 }
 
 /* ---- GET /admin/charts/<name> -------------------------------------------------------- */
@@ -336,12 +427,25 @@ static void chart_file(http_request *req, http_response *res, void *arg)
                             "after the end, at most 5 years.");
         return;
     }
-    db *d = web_db(req);
+    struct strbuf out;
+    strbuf_init(&out);
+    struct echo_err err = {0};
     struct media_chart_point *pts = NULL;
     size_t n = 0;
     char *labels = NULL;
+    http_response_set_header(res, "Cache-Control", "no-store");
+    if (strcmp(dot, ".csv") != 0) {
+        char key[64];
+        chart_key(which, from, to, key);
+        json_t *cached = cache_get(chart_cache, key);
+        if (cached) {
+            strbuf_append(&out, json_string_value(cached), json_string_length(cached));
+            json_decref(cached);
+            goto draw;
+        }
+    }
+    db *d = web_db(req);
     double base = 0;
-    struct echo_err err = {0};
     int s = d ? web_admin_chart_data(d, (enum web_admin_chart)which, from, to, &pts, &n, &labels,
                                      &base, &err)
               : DB_BUSY;
@@ -351,9 +455,6 @@ static void chart_file(http_request *req, http_response *res, void *arg)
             res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_INTERNAL_ERROR, NULL);
         return;
     }
-    struct strbuf out;
-    strbuf_init(&out);
-    http_response_set_header(res, "Cache-Control", "no-store");
     if (!strcmp(dot, ".csv")) {
         bool dated = charts[which].dated;
         strbuf_puts(&out, dated ? "date,count" : "tokens,count");
@@ -378,6 +479,7 @@ static void chart_file(http_request *req, http_response *res, void *arg)
         http_response_error(res, HTTP_STATUS_INTERNAL_ERROR, NULL);
         goto done;
     }
+draw:
     if (!strcmp(dot, ".svg")) {
         size_t len = out.len;
         http_response_body_take(res, "image/svg+xml; charset=utf-8", strbuf_steal(&out), len);
@@ -397,9 +499,17 @@ done:
     free(labels);
 }
 
+void web_admin_dashboard_unregister(void)
+{
+    cache_free(chart_cache);
+    chart_cache = NULL;
+}
+
 int web_admin_dashboard_register(web_app *app, struct echo_err *err)
 {
     dash_app = app;
+    struct cache_options co = {.capacity = 64, .ttl_ms = CHART_CACHE_MS};
+    if (!chart_cache) chart_cache = cache_new(&co);
     http_router *r = web_app_router(app);
     if (http_router_add(r, HTTP_GET, "/admin", dashboard, NULL, err) != 0 ||
         http_router_add(r, HTTP_GET, "/admin/charts/<name>", chart_file, NULL, err) != 0)
