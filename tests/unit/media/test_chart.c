@@ -285,6 +285,40 @@ static void test_dates_across_year_end(void **state)
     free(block);
 }
 
+/* x of the n-th line marker (class="pt" circle). */
+static double marker_x(const char *svg, int n)
+{
+    const char *p = svg;
+    for (int i = 0; i <= n; i++) {
+        p = strstr(p, "<circle class=\"pt\" cx=\"");
+        if (!p) return -1;
+        p += strlen("<circle class=\"pt\" cx=\"");
+    }
+    return atof(p);
+}
+
+/* A time axis places points by date: days without a point (the admin
+ * dashboard fills them with 0, other callers may not) keep their width,
+ * across a month end. */
+static void test_dates_with_gaps(void **state)
+{
+    (void)state;
+    struct media_chart_point p[4] = {
+        {"2024-01-30", 1}, {"2024-01-31", 2}, {"2024-02-03", 3}, {"2024-02-04", 4}};
+    struct strbuf sb;
+    strbuf_init(&sb);
+    assert_int_equal(media_chart_series(NULL, p, 4, MEDIA_CHART_LINE, &sb, NULL), MEDIA_OK);
+    double x0 = marker_x(sb.data, 0), x1 = marker_x(sb.data, 1), x2 = marker_x(sb.data, 2),
+           x3 = marker_x(sb.data, 3);
+    assert_true(x0 > 0 && x1 > x0 && x2 > x1 && x3 > x2);
+    /* Three days between the 2nd and 3rd point, one between the others. */
+    assert_true(fabs((x2 - x1) - 3 * (x1 - x0)) < 0.05);
+    assert_true(fabs((x3 - x2) - (x1 - x0)) < 0.05);
+    assert_non_null(strstr(sb.data, "<title>2024-02-03: 3</title>"));
+    check_svg(&sb, "line-with-gaps", NULL, NULL);
+    strbuf_deinit(&sb);
+}
+
 static void test_ten_thousand_points(void **state)
 {
     (void)state;
@@ -553,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_single_point),
         cmocka_unit_test(test_dates_across_year_end),
+        cmocka_unit_test(test_dates_with_gaps),
         cmocka_unit_test(test_ten_thousand_points),
         cmocka_unit_test(test_huge_values),
         cmocka_unit_test(test_hostile_labels),
