@@ -667,8 +667,8 @@ static void done(http_request *req, http_response *res, const struct web_admin_e
                  const char *what, int64_t id)
 {
     char text[160];
-    snprintf(text, sizeof(text), "%c%s %lld %s.", e->singular[0] - 32, e->singular + 1,
-             (long long)id, what);
+    snprintf(text, sizeof(text), "%s %lld %s.", e->singular, (long long)id, what);
+    if (text[0] >= 'a' && text[0] <= 'z') text[0] = (char)(text[0] - 'a' + 'A');
     web_flash(req, res, "success", text);
     char url[64];
     snprintf(url, sizeof(url), "/admin/%s", e->name);
