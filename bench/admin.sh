@@ -88,7 +88,7 @@ timeit() {
     "$(head -1 <<<"$times" | awk '{print $1 * 1000}')" \
     "$(sed -n "$(( (RUNS + 1) / 2 ))p" <<<"$times" | awk '{print $1 * 1000}')"
 }
-echo "over HTTP (echobot serve, curl, $RUNS requests each):"
+echo "over HTTP (echobot serve, curl, $RUNS requests each; the chart SVGs come from the page's 20-second cache, as they do for a browser):"
 for path in /admin /admin/charts/signups.svg /admin/charts/messages.svg \
   /admin/charts/lengths.svg /admin/charts/signups.png /admin/users /admin/messages; do
   timeit "$path"

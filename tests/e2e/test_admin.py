@@ -537,5 +537,16 @@ def test_dashboard_and_charts(srv):
         assert r.status_code == 400 and msg in errors(r.text), q
         name = "signups.svg?" + q
         assert c.get(srv.base + "/admin/charts/" + name).status_code == 400
+    # The page keeps its SVGs for the image requests; a change through the
+    # panel drops them, so the admin's own change shows at once.
+    c.get(srv.base + "/admin")
+    before = c.get(srv.base + "/admin/charts/signups.svg").text
+    name = unique("chart")
+    r = post(c, srv, "/admin/users/new", {"username": name, "email": f"{name}@example.com",
+                                          "password": PASSWORD, "is_active": "1"})
+    assert r.status_code == 303
+    after = c.get(srv.base + "/admin/charts/signups.svg").text
+    total = sql(srv, "SELECT count(*) FROM users")[0][0]
+    assert after != before and f"(total {total:,})" in after
     assert c.get(srv.base + "/admin/charts/nothing.svg").status_code == 404
     assert c.get(srv.base + "/admin/charts/signups.exe").status_code == 404
