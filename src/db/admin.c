@@ -225,6 +225,32 @@ out:
     return s;
 }
 
+/* The expression must be written as in the index for SQLite to use it. */
+static const char *const sql_per_day[] = {
+    [DB_ADMIN_SIGNUPS] = "SELECT created_at / 86400, count(*) FROM users"
+                         " WHERE created_at / 86400 >= ?1 AND created_at / 86400 < ?2"
+                         " GROUP BY created_at / 86400 ORDER BY created_at / 86400",
+    [DB_ADMIN_MESSAGES] = "SELECT created_at / 86400, count(*) FROM messages"
+                          " WHERE created_at / 86400 >= ?1 AND created_at / 86400 < ?2"
+                          " GROUP BY created_at / 86400 ORDER BY created_at / 86400",
+};
+
+int db_admin_per_day(db *d, enum db_admin_series which, int64_t from_day, int64_t to_day,
+                     struct db_day_count **out, size_t *n, struct echo_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    if ((int)which < 0 || which > DB_ADMIN_MESSAGES) {
+        echo_err_set(err, "unknown series");
+        return DB_INVALID;
+    }
+    sqlite3_stmt *st = db_stmt(d, sql_per_day[which], err);
+    if (!st) return DB_ERROR;
+    sqlite3_bind_int64(st, 1, from_day);
+    sqlite3_bind_int64(st, 2, to_day);
+    return db_step_day_counts(d, st, out, n, "counting rows per day", err);
+}
+
 static const char sql_users_before[] = "SELECT count(*) FROM users WHERE created_at < ?1";
 
 int db_admin_count_users_before(db *d, int64_t t, int64_t *n, struct echo_err *err)

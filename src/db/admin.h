@@ -56,6 +56,17 @@ struct db_admin_user_query {
 int db_admin_user_list_json(db *d, const struct db_admin_user_query *q, json_t **rows,
                             int64_t *total, struct echo_err *err);
 
+/* What a per-day chart counts. */
+enum db_admin_series {
+    DB_ADMIN_SIGNUPS,  /* users by created_at */
+    DB_ADMIN_MESSAGES, /* messages by created_at */
+};
+/* Rows per day for days [from_day, to_day) (day = unix seconds / 86400),
+ * days without rows left out, increasing; through the day indexes of
+ * migrations/004_admin.sql. Caller frees *out. */
+int db_admin_per_day(db *d, enum db_admin_series which, int64_t from_day, int64_t to_day,
+                     struct db_day_count **out, size_t *n, struct echo_err *err);
+
 /* Users who signed up before t (the cumulative line's start). */
 int db_admin_count_users_before(db *d, int64_t t, int64_t *n, struct echo_err *err);
 

@@ -6,8 +6,9 @@
  * by libvips) or its data as CSV.
  *
  * Every aggregation is SQL over an index: counts per day GROUP BY
- * created_at / 86400 over the created_at indexes, the answer statistics
- * over the covering index messages_answers. The per-day charts get one
+ * created_at / 86400 over the index on that expression (users_day,
+ * messages_day), the answer statistics over the covering index
+ * messages_answers. The per-day charts get one
  * point per day of the range, 0 for a day without rows, so the x axis is
  * honest about quiet days.
  */
@@ -179,9 +180,9 @@ int web_admin_chart_data(db *d, enum web_admin_chart which, int64_t from, int64_
         s = db_admin_count_users_before(d, from, &before, err);
         if (s != DB_OK) return s;
         *base = (double)before;
-        s = db_user_signups_per_day(d, from, to, &rows, &nrows, err);
+        s = db_admin_per_day(d, DB_ADMIN_SIGNUPS, from / DAY, to / DAY, &rows, &nrows, err);
     } else {
-        s = db_message_per_day(d, from, to, &rows, &nrows, err);
+        s = db_admin_per_day(d, DB_ADMIN_MESSAGES, from / DAY, to / DAY, &rows, &nrows, err);
     }
     if (s != DB_OK) return s;
     *pts = xcalloc(days, sizeof(**pts));
