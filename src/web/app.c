@@ -20,6 +20,7 @@
 #include "web/app.h"
 #include "web/auth.h"
 #include "web/chat.h"
+#include "web/oauth.h"
 #include "web/profile.h"
 
 #define STOP_GRACE_MS 10000
@@ -197,6 +198,7 @@ web_app *web_app_new(const config *cfg, struct echo_err *err)
     /* After auth: the profile's context hook needs the user. */
     if (web_profile_register(app, err) != 0) goto fail;
     if (web_feedback_register(app, err) != 0) goto fail;
+    if (web_oauth_register(app, err) != 0) goto fail;
     web_app_set_user_fn(app, session_user, NULL);
     if (web_chat_register(app, err) != 0) goto fail;
     return app;
@@ -212,6 +214,7 @@ void web_app_free(web_app *app)
      * (stored as cancelled) before Socket.IO goes, then the accounts area. */
     web_chat_unregister(app);
     sio_server_free(app->rt);
+    web_oauth_unregister(app);
     web_profile_unregister(app);
     web_auth_unregister(app);
     web_limits_unregister(app);
