@@ -50,6 +50,15 @@ int oauth_b64url_decode(const char *s, size_t len, unsigned char **out, size_t *
     *out_len = 0;
     /* A remainder of one character cannot encode a byte. */
     if (len % 4 == 1) return OAUTH_ERR_MALFORMED;
+    /* The alphabet is checked here first: libsodium's constant-time decoder
+     * maps some bytes >= 0x80 to digits instead of refusing them (found by
+     * fuzz_jwt.c), and a token must have exactly one spelling. */
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return OAUTH_ERR_MALFORMED;
+    }
     size_t max = len / 4 * 3 + 3;
     unsigned char *buf = xmalloc(max + 1);
     size_t n = 0;
