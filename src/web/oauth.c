@@ -434,7 +434,9 @@ static void finish_login(http_request *req, http_response *res, int64_t user_id,
 
 /* A new account for an identity no user has: a username made unique, no
  * password, and the link, in one transaction. DB status; *id the user. */
-static int create_account(db *d, const struct oauth_identity *id, char *username, size_t size,
+#define USERNAME_BUF 48 /* a base of at most 24 characters, "_" and a number */
+
+static int create_account(db *d, const struct oauth_identity *id, char username[USERNAME_BUF],
                           int64_t *user_id, struct echo_err *err)
 {
     char base[DB_USERNAME_MAX + 1];
@@ -444,9 +446,9 @@ static int create_account(db *d, const struct oauth_identity *id, char *username
     s = DB_CONFLICT;
     for (int attempt = 0; attempt < 12 && s == DB_CONFLICT; attempt++) {
         if (attempt == 0)
-            snprintf(username, size, "%s", base);
+            snprintf(username, USERNAME_BUF, "%.24s", base);
         else
-            snprintf(username, size, "%s_%u", base,
+            snprintf(username, USERNAME_BUF, "%.24s_%u", base,
                      attempt < 6 ? 2 + randombytes_uniform(98) : 100 + randombytes_uniform(9900000));
         s = db_user_create(d, username, id->email, NULL, true, now_s(), user_id, err);
         if (s == DB_CONFLICT && strcmp(db_conflict_field(d), "username") != 0) break;
@@ -569,9 +571,9 @@ static void callback(http_request *req, http_response *res, void *arg)
         goto out;
     }
     if (s != DB_NOT_FOUND) goto db_failed;
-    char username[DB_USERNAME_MAX + 1];
+    char username[USERNAME_BUF];
     int64_t user_id = 0;
-    s = create_account(d, &id, username, sizeof(username), &user_id, &err);
+    s = create_account(d, &id, username, &user_id, &err);
     if (s != DB_OK) {
         snprintf(why, sizeof(why), "creating the account: %s", err.msg);
         fail(req, res, msg_failed, why);
