@@ -26,8 +26,11 @@
  * and the button is not shown.
  *
  * Each callback makes up to three blocking calls (token, JWKS when not
- * cached, userinfo when the ID token has no name), each bounded by
- * GOOGLE_TIMEOUT, on the HTTP worker thread that serves it.
+ * cached, userinfo when the ID token has no name) on the HTTP worker thread
+ * that serves it, all within one GOOGLE_TIMEOUT budget; at most half of the
+ * ECHO_THREADS workers (at least one) wait for the provider at once, the
+ * callbacks beyond that fail at once, so a slow provider cannot take every
+ * worker from the rest of the site.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -69,7 +72,9 @@ struct web_oauth {
     const char *client_id, *client_secret;
     const char *auth_url, *token_url, *userinfo_url, *jwks_url, *issuer;
     char *redirect_uri;
-    long timeout_ms;
+    long timeout_ms; /* for all the provider calls of one callback together */
+    int max_calls;   /* callbacks talking to the provider at once */
+    int calls;       /* under mu */
     /* The provider's keys: replaced whole under mu, never changed in place. */
     pthread_mutex_t mu;
     oauth_jwks *keys;
@@ -94,10 +99,52 @@ static void random_token(char out[SEC_TOKEN_LEN + 1])
 
 /* ---- answers ---------------------------------------------------------------- */
 
+/* A redirect to a checked local path; bytes a header should not carry
+ * (space, non-ASCII, quotes) are percent-encoded as auth.c does. */
 static void redirect(http_response *res, int status, const char *path)
 {
-    http_response_redirect(res, status, web_safe_next(path) ? path : "/");
+    static const char hex[] = "0123456789ABCDEF";
+    struct strbuf sb;
+    strbuf_init(&sb);
+    for (const unsigned char *p = (const unsigned char *)(web_safe_next(path) ? path : "/"); *p;
+         p++) {
+        if (*p <= 0x20 || *p >= 0x7f || strchr("\"<>`{}|^", *p)) {
+            strbuf_putc(&sb, '%');
+            strbuf_putc(&sb, hex[*p >> 4]);
+            strbuf_putc(&sb, hex[*p & 15]);
+        } else {
+            strbuf_putc(&sb, (char)*p);
+        }
+    }
+    http_response_redirect(res, status, strbuf_cstr(&sb));
     http_response_set_header(res, "Cache-Control", "no-store");
+    strbuf_deinit(&sb);
+}
+
+/* What is left of a callback's time budget (at least 1 ms, so a call made
+ * after the deadline fails at once instead of waiting). */
+static long remaining_ms(uint64_t deadline_ns)
+{
+    uint64_t now = time_mono_ns();
+    return now >= deadline_ns ? 1 : (long)((deadline_ns - now) / 1000000 + 1);
+}
+
+/* A slot for one callback's provider calls; false when max_calls are busy,
+ * so a slow provider can hold at most that many HTTP workers. */
+static bool call_begin(struct web_oauth *o)
+{
+    pthread_mutex_lock(&o->mu);
+    bool ok = o->calls < o->max_calls;
+    if (ok) o->calls++;
+    pthread_mutex_unlock(&o->mu);
+    return ok;
+}
+
+static void call_end(struct web_oauth *o)
+{
+    pthread_mutex_lock(&o->mu);
+    o->calls--;
+    pthread_mutex_unlock(&o->mu);
 }
 
 /* Every failure: the reason in the log, a generic message for the person,
@@ -286,10 +333,10 @@ static void start(http_request *req, http_response *res, void *arg)
 /* ---- the provider's keys ----------------------------------------------------------- */
 
 /* Fetches the JWKS and makes it the cached set. */
-static int keys_fetch(struct web_oauth *o, struct echo_err *err)
+static int keys_fetch(struct web_oauth *o, uint64_t deadline, struct echo_err *err)
 {
     struct oauth_http_request rq = {
-        .url = o->jwks_url, .timeout_ms = o->timeout_ms, .max_bytes = OAUTH_DOC_MAX};
+        .url = o->jwks_url, .timeout_ms = remaining_ms(deadline), .max_bytes = OAUTH_DOC_MAX};
     struct oauth_http_result r;
     int s = oauth_http_call(&rq, &r, err);
     if (s == OAUTH_OK && r.status != 200) {
@@ -330,12 +377,13 @@ static int verify_cached(struct web_oauth *o, const struct oauth_jwt *t, struct 
     return s;
 }
 
-static int verify_token(struct web_oauth *o, const struct oauth_jwt *t, struct echo_err *err)
+static int verify_token(struct web_oauth *o, const struct oauth_jwt *t, uint64_t deadline,
+                        struct echo_err *err)
 {
     int s = verify_cached(o, t, err);
     if (s != OAUTH_ERR_UNKNOWN_KEY) return s;
     /* Expired, never fetched, or the provider rotated its keys: once more. */
-    s = keys_fetch(o, err);
+    s = keys_fetch(o, deadline, err);
     if (s != OAUTH_OK) return s;
     return verify_cached(o, t, err);
 }
@@ -343,8 +391,8 @@ static int verify_token(struct web_oauth *o, const struct oauth_jwt *t, struct e
 /* ---- GET /login/google/callback --------------------------------------------------- */
 
 /* Exchanges the code; *id_token / *access_token are new. */
-static int exchange(struct web_oauth *o, const char *code, const char *verifier, char **id_token,
-                    char **access_token, struct echo_err *err)
+static int exchange(struct web_oauth *o, const char *code, const char *verifier, uint64_t deadline,
+                    char **id_token, char **access_token, struct echo_err *err)
 {
     struct strbuf form;
     strbuf_init(&form);
@@ -360,7 +408,7 @@ static int exchange(struct web_oauth *o, const char *code, const char *verifier,
     oauth_url_encode(&form, verifier);
     struct oauth_http_request rq = {.url = o->token_url,
                                     .form = strbuf_cstr(&form),
-                                    .timeout_ms = o->timeout_ms,
+                                    .timeout_ms = remaining_ms(deadline),
                                     .max_bytes = OAUTH_DOC_MAX};
     struct oauth_http_result r;
     int s = oauth_http_call(&rq, &r, err);
@@ -387,12 +435,15 @@ static int exchange(struct web_oauth *o, const char *code, const char *verifier,
 
 /* The name from the userinfo endpoint, when the ID token had none; NULL
  * when it cannot be had (not an error: the email's local part will do). */
-static char *userinfo_name(struct web_oauth *o, const char *access_token, const char *subject)
+static char *userinfo_name(struct web_oauth *o, const char *access_token, const char *subject,
+                           uint64_t deadline)
 {
     if (!access_token || !o->userinfo_url || !o->userinfo_url[0]) return NULL;
+    /* Optional: not worth a call that would be cut off at once. */
+    if (remaining_ms(deadline) < 500) return NULL;
     struct oauth_http_request rq = {.url = o->userinfo_url,
                                     .bearer = access_token,
-                                    .timeout_ms = o->timeout_ms,
+                                    .timeout_ms = remaining_ms(deadline),
                                     .max_bytes = OAUTH_DOC_MAX};
     struct oauth_http_result r;
     struct echo_err err = {0};
@@ -505,9 +556,16 @@ static void callback(http_request *req, http_response *res, void *arg)
         fail(req, res, msg_failed, "no authorization code");
         goto out;
     }
-    int s = exchange(o, code, verifier, &id_token, &access_token, &err);
+    if (!call_begin(o)) {
+        fail(req, res, msg_failed, "too many sign-ins are waiting for the provider");
+        goto out;
+    }
+    /* One budget for every call of this callback: a worker is held for at
+     * most GOOGLE_TIMEOUT however the provider misbehaves. */
+    uint64_t deadline = time_mono_ns() + (uint64_t)o->timeout_ms * 1000000u;
+    int s = exchange(o, code, verifier, deadline, &id_token, &access_token, &err);
     if (s == OAUTH_OK) s = oauth_jwt_parse(id_token, &jwt, &err);
-    if (s == OAUTH_OK) s = verify_token(o, &jwt, &err);
+    if (s == OAUTH_OK) s = verify_token(o, &jwt, deadline, &err);
     if (s == OAUTH_OK) {
         struct oauth_expect x = {.issuer = o->issuer,
                                  .client_id = o->client_id,
@@ -516,12 +574,13 @@ static void callback(http_request *req, http_response *res, void *arg)
                                  .skew = OAUTH_CLOCK_SKEW};
         s = oauth_claims_check(jwt.claims, &x, &id, &err);
     }
+    if (s == OAUTH_OK && !id.name) id.name = userinfo_name(o, access_token, id.subject, deadline);
+    call_end(o);
     if (s != OAUTH_OK) {
         snprintf(why, sizeof(why), "%s: %s", oauth_status_name(s), err.msg);
         fail(req, res, s == OAUTH_ERR_UNVERIFIED ? msg_unverified : msg_failed, why);
         goto out;
     }
-    if (!id.name) id.name = userinfo_name(o, access_token, id.subject);
 
     db *d = web_db(req);
     if (!d) {
@@ -900,6 +959,9 @@ int web_oauth_register(web_app *app, struct echo_err *err)
             goto fail;
         }
         o->timeout_ms = (long)timeout * 1000;
+        /* At most half the HTTP workers wait for the provider at once. */
+        int64_t threads = config_get_int(cfg, "ECHO_THREADS");
+        o->max_calls = threads >= 2 && threads < 200 ? (int)(threads / 2) : 1;
         const char *origin = setting(cfg, "ECHO_SITE_ORIGIN");
         struct strbuf uri;
         strbuf_init(&uri);

@@ -22,7 +22,7 @@
  * (libcurl's global init runs once under pthread_once). web_oauth_register /
  * web_oauth_unregister run on the main thread before / after serving; the
  * handlers run on HTTP worker threads, and a callback holds its worker for
- * up to GOOGLE_TIMEOUT seconds per provider call while libcurl waits.
+ * up to GOOGLE_TIMEOUT seconds in all while libcurl waits for the provider.
  */
 #ifndef ECHO_WEB_OAUTH_H
 #define ECHO_WEB_OAUTH_H

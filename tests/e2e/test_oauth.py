@@ -458,3 +458,47 @@ def test_bad_provider_url_stops_start_up():
     with pytest.raises(RuntimeError) as e:
         Server(env={"GOOGLE_CLIENT_ID": "x"})
     assert "GOOGLE_CLIENT_SECRET" in str(e.value)
+
+
+def test_slow_provider_holds_at_most_half_the_workers(srv, fake):
+    """ECHO_THREADS=4 (the default): two callbacks may wait for a hanging
+    provider; a third fails at once without calling it, and the site answers."""
+    import threading
+    fake.misbehave = "hang"
+    fake.hang_seconds = 8
+    callbacks = []
+    for _ in range(3):
+        new_user(fake)
+        c = requests.Session()
+        callbacks.append((c, consent(c, start(c, srv))))
+    tokens = fake.count("/token")
+    results = {}
+
+    def fresh(i):
+        # A new connection each: libmicrohttpd's pool binds a kept-alive
+        # connection to the worker that accepted it, which may be a waiting one.
+        c = requests.Session()
+        c.cookies.update(callbacks[i][0].cookies)
+        return c
+
+    def run(i):
+        results[i] = fresh(i).get(callbacks[i][1], allow_redirects=False, timeout=30)
+
+    # One after the other, so that each connection is accepted by a free
+    # worker (one worker may accept several connections at once).
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for i, t in enumerate(threads):
+        t.start()
+        deadline = time.monotonic() + 5
+        while fake.count("/token") < tokens + i + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fake.count("/token") == tokens + i + 1
+    r = fresh(2).get(callbacks[2][1], allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and r.headers["Location"] == "/login"
+    assert fake.count("/token") == tokens + 2
+    assert requests.get(srv.base + "/healthz", timeout=5).status_code == 200
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert results[i].headers["Location"] == "/login"
+    assert "too many sign-ins are waiting" in srv.output()
