@@ -21,7 +21,8 @@ static const char sql_user_list[] =
 static const char sql_count_any[] = "SELECT count(*) FROM oauth_identities WHERE user_id = ?1";
 static const char sql_count_provider[] =
     "SELECT count(*) FROM oauth_identities WHERE user_id = ?1 AND provider = ?2";
-static const char sql_unlink[] = "DELETE FROM oauth_identities WHERE user_id = ?1 AND provider = ?2";
+static const char sql_unlink[] =
+    "DELETE FROM oauth_identities WHERE user_id = ?1 AND provider = ?2";
 
 void db_oauth_identity_deinit(struct db_oauth_identity *o)
 {
@@ -77,8 +78,8 @@ int db_oauth_link(db *d, const char *provider, const char *subject, int64_t user
     return s;
 }
 
-int db_oauth_find(db *d, const char *provider, const char *subject,
-                  struct db_oauth_identity *out, struct echo_err *err)
+int db_oauth_find(db *d, const char *provider, const char *subject, struct db_oauth_identity *out,
+                  struct echo_err *err)
 {
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = db_stmt(d, sql_find, err);

@@ -42,8 +42,8 @@ bool db_oauth_subject_valid(const char *subject);
 int db_oauth_link(db *d, const char *provider, const char *subject, int64_t user_id,
                   const char *email, int64_t now, int64_t *id, struct echo_err *err);
 /* The identity (provider, subject); DB_NOT_FOUND when unknown. */
-int db_oauth_find(db *d, const char *provider, const char *subject,
-                  struct db_oauth_identity *out, struct echo_err *err);
+int db_oauth_find(db *d, const char *provider, const char *subject, struct db_oauth_identity *out,
+                  struct echo_err *err);
 /* The user's identities as a new JSON array of {provider, email,
  * created_at}, oldest first (the subject is not shown to people). */
 int db_oauth_user_json(db *d, int64_t user_id, json_t **out, struct echo_err *err);

@@ -153,8 +153,7 @@ static void fail(http_request *req, http_response *res, const char *message, con
 {
     log_warn("google sign-in from %s failed: %s", http_request_client_ip(req), why);
     web_flash(req, res, "error", message);
-    redirect(res, http_request_method(req) == HTTP_POST ? HTTP_STATUS_SEE_OTHER
-                                                         : HTTP_STATUS_FOUND,
+    redirect(res, http_request_method(req) == HTTP_POST ? HTTP_STATUS_SEE_OTHER : HTTP_STATUS_FOUND,
              "/login");
 }
 
@@ -186,14 +185,16 @@ static bool pending_add_fn(json_t *data, void *arg)
     const char *key;
     json_t *v;
     void *tmp;
-    json_object_foreach_safe(map, tmp, key, v) {
+    json_object_foreach_safe(map, tmp, key, v)
+    {
         if (now - json_integer_value(json_object_get(v, "t")) > STATE_TTL)
             json_object_del(map, key);
     }
     while (json_object_size(map) >= PENDING_MAX) {
         const char *oldest = NULL;
         json_int_t t = 0;
-        json_object_foreach(map, key, v) {
+        json_object_foreach(map, key, v)
+        {
             json_int_t vt = json_integer_value(json_object_get(v, "t"));
             if (!oldest || vt < t) {
                 oldest = key;
@@ -449,37 +450,34 @@ static char *userinfo_name(struct web_oauth *o, const char *access_token, const 
     struct echo_err err = {0};
     char *name = NULL;
     if (oauth_http_call(&rq, &r, &err) == OAUTH_OK && r.status == 200) {
-        json_t *j = json_loadb(r.body.data ? r.body.data : "", r.body.len,
-                               JSON_REJECT_DUPLICATES, NULL);
+        json_t *j =
+            json_loadb(r.body.data ? r.body.data : "", r.body.len, JSON_REJECT_DUPLICATES, NULL);
         const char *sub = json_string_value(json_object_get(j, "sub"));
         const char *n = json_string_value(json_object_get(j, "name"));
         /* OpenID Connect Core 5.3.2: use it only if it is about the same person. */
         if (sub && !strcmp(sub, subject) && n && n[0] && strlen(n) <= 256) name = xstrdup(n);
         json_decref(j);
     } else {
-        log_info("google sign-in: userinfo unavailable (%s)",
-                 err.msg[0] ? err.msg : "HTTP status");
+        log_info("google sign-in: userinfo unavailable (%s)", err.msg[0] ? err.msg : "HTTP status");
     }
     oauth_http_result_deinit(&r);
     return name;
 }
 
 /* Logs user u in after a successful sign-in. */
-static void finish_login(http_request *req, http_response *res, int64_t user_id,
-                         const char *flash, const char *next)
+static void finish_login(http_request *req, http_response *res, int64_t user_id, const char *flash,
+                         const char *next)
 {
     struct echo_err err = {0};
     int s = web_login(req, res, user_id, false, &err);
     if (s != DB_OK) {
         log_error("google sign-in: logging in user %lld: %s", (long long)user_id, err.msg);
-        http_response_error(res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE
-                                              : HTTP_STATUS_INTERNAL_ERROR,
-                            NULL);
+        http_response_error(
+            res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_INTERNAL_ERROR, NULL);
         return;
     }
     web_flash(req, res, "success", flash);
-    redirect(res, http_request_method(req) == HTTP_POST ? HTTP_STATUS_SEE_OTHER
-                                                         : HTTP_STATUS_FOUND,
+    redirect(res, http_request_method(req) == HTTP_POST ? HTTP_STATUS_SEE_OTHER : HTTP_STATUS_FOUND,
              next ? next : "/");
 }
 
@@ -500,12 +498,13 @@ static int create_account(db *d, const struct oauth_identity *id, char username[
             snprintf(username, USERNAME_BUF, "%.24s", base);
         else
             snprintf(username, USERNAME_BUF, "%.24s_%u", base,
-                     attempt < 6 ? 2 + randombytes_uniform(98) : 100 + randombytes_uniform(9900000));
+                     attempt < 6 ? 2 + randombytes_uniform(98)
+                                 : 100 + randombytes_uniform(9900000));
         s = db_user_create(d, username, id->email, NULL, true, now_s(), user_id, err);
         if (s == DB_CONFLICT && strcmp(db_conflict_field(d), "username") != 0) break;
     }
-    if (s == DB_OK) s = db_oauth_link(d, PROVIDER, id->subject, *user_id, id->email, now_s(), NULL,
-                                      err);
+    if (s == DB_OK)
+        s = db_oauth_link(d, PROVIDER, id->subject, *user_id, id->email, now_s(), NULL, err);
     if (s != DB_OK) {
         db_tx_rollback(d);
         return s;
@@ -647,9 +646,8 @@ static void callback(http_request *req, http_response *res, void *arg)
 
 db_failed:
     log_error("google sign-in: %s", err.msg);
-    http_response_error(res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE
-                                          : HTTP_STATUS_INTERNAL_ERROR,
-                        NULL);
+    http_response_error(
+        res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_INTERNAL_ERROR, NULL);
 out:
     if (id_token) sodium_memzero(id_token, strlen(id_token));
     if (access_token) sodium_memzero(access_token, strlen(access_token));
@@ -777,8 +775,8 @@ static void link_post(http_request *req, http_response *res, void *arg)
         fail(req, res, msg_failed, why);
         goto out;
     }
-    log_info("google sign-in: linked to user %s (id %lld) after password confirmation",
-             u.username, (long long)u.id);
+    log_info("google sign-in: linked to user %s (id %lld) after password confirmation", u.username,
+             (long long)u.id);
     char text[160];
     snprintf(text, sizeof(text), "Your Google account is now linked. Welcome back, %s!",
              u.username);
@@ -813,9 +811,8 @@ static void unlink_post(http_request *req, http_response *res, void *arg)
     } else {
         log_error("google sign-in: unlinking for user %lld: %s", (long long)u->id,
                   d ? err.msg : "no connection");
-        http_response_error(res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE
-                                              : HTTP_STATUS_INTERNAL_ERROR,
-                            NULL);
+        http_response_error(
+            res, s == DB_BUSY ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_INTERNAL_ERROR, NULL);
         return;
     }
     redirect(res, HTTP_STATUS_SEE_OTHER, "/profile");
@@ -941,8 +938,10 @@ int web_oauth_register(web_app *app, struct echo_err *err)
                                  {"GOOGLE_JWKS_URL", o->jwks_url}};
         for (size_t i = 0; i < 3; i++) {
             if (!oauth_url_allowed(urls[i][1])) {
-                echo_err_set(err, "%s must be an https URL (http only to 127.0.0.1, [::1] or "
-                                  "localhost)", urls[i][0]);
+                echo_err_set(err,
+                             "%s must be an https URL (http only to 127.0.0.1, [::1] or "
+                             "localhost)",
+                             urls[i][0]);
                 goto fail;
             }
         }

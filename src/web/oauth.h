@@ -87,9 +87,9 @@ bool oauth_jwks_has(const oauth_jwks *k, const char *kid);
 #define OAUTH_JWT_MAX 16384 /* characters of a compact token */
 
 struct oauth_jwt {
-    json_t *header; /* the decoded JOSE header object */
-    json_t *claims; /* the decoded payload object */
-    char *kid;      /* header "kid", or NULL */
+    json_t *header;      /* the decoded JOSE header object */
+    json_t *claims;      /* the decoded payload object */
+    char *kid;           /* header "kid", or NULL */
     char *signing_input; /* "header.payload" as sent */
     unsigned char *sig;
     size_t sig_len;
@@ -132,8 +132,8 @@ int oauth_claims_check(const json_t *claims, const struct oauth_expect *x,
  * OAUTH_OK with new strings in *id_token and *access_token (NULL if absent;
  * free() both), OAUTH_ERR_DENIED for {"error": ...} (its code in err),
  * OAUTH_ERR_MALFORMED for anything else or a missing id_token. */
-int oauth_token_response_parse(const char *json, size_t len, char **id_token,
-                               char **access_token, struct echo_err *err);
+int oauth_token_response_parse(const char *json, size_t len, char **id_token, char **access_token,
+                               struct echo_err *err);
 
 /* ---- the HTTP client (oauth_http.c) ------------------------------------ */
 
@@ -141,9 +141,9 @@ int oauth_token_response_parse(const char *json, size_t len, char **id_token,
 bool oauth_url_allowed(const char *url);
 
 struct oauth_http_result {
-    long status;       /* HTTP status, 0 when none arrived */
+    long status;        /* HTTP status, 0 when none arrived */
     struct strbuf body; /* the answer's body (at most max_bytes) */
-    int64_t max_age;   /* Cache-Control max-age in seconds, -1 when absent */
+    int64_t max_age;    /* Cache-Control max-age in seconds, -1 when absent */
 };
 void oauth_http_result_deinit(struct oauth_http_result *r);
 

@@ -119,8 +119,10 @@ int oauth_http_call(const struct oauth_http_request *rq, struct oauth_http_resul
     strbuf_init(&out->body);
     out->max_age = -1;
     if (!oauth_url_allowed(rq->url)) {
-        echo_err_set(err, "refusing to call %s: only https URLs (http only to the loopback "
-                          "address)", rq->url ? rq->url : "(none)");
+        echo_err_set(err,
+                     "refusing to call %s: only https URLs (http only to the loopback "
+                     "address)",
+                     rq->url ? rq->url : "(none)");
         return OAUTH_ERR_HTTP;
     }
     pthread_once(&curl_once, curl_init);

@@ -27,18 +27,30 @@
 const char *oauth_status_name(int status)
 {
     switch (status) {
-    case OAUTH_OK: return "ok";
-    case OAUTH_ERR_MALFORMED: return "malformed";
-    case OAUTH_ERR_ALG: return "algorithm";
-    case OAUTH_ERR_UNKNOWN_KEY: return "unknown key";
-    case OAUTH_ERR_SIGNATURE: return "signature";
-    case OAUTH_ERR_CLAIMS: return "claims";
-    case OAUTH_ERR_EXPIRED: return "expired";
-    case OAUTH_ERR_UNVERIFIED: return "unverified email";
-    case OAUTH_ERR_HTTP: return "http";
-    case OAUTH_ERR_TOO_LARGE: return "too large";
-    case OAUTH_ERR_DENIED: return "denied";
-    default: return "unknown";
+    case OAUTH_OK:
+        return "ok";
+    case OAUTH_ERR_MALFORMED:
+        return "malformed";
+    case OAUTH_ERR_ALG:
+        return "algorithm";
+    case OAUTH_ERR_UNKNOWN_KEY:
+        return "unknown key";
+    case OAUTH_ERR_SIGNATURE:
+        return "signature";
+    case OAUTH_ERR_CLAIMS:
+        return "claims";
+    case OAUTH_ERR_EXPIRED:
+        return "expired";
+    case OAUTH_ERR_UNVERIFIED:
+        return "unverified email";
+    case OAUTH_ERR_HTTP:
+        return "http";
+    case OAUTH_ERR_TOO_LARGE:
+        return "too large";
+    case OAUTH_ERR_DENIED:
+        return "denied";
+    default:
+        return "unknown";
     }
 }
 
@@ -199,7 +211,8 @@ int oauth_jwks_parse(const char *json, size_t len, oauth_jwks **out, struct echo
     size_t i, skipped = 0;
     json_t *jwk;
     const char *why = "no RSA signing key";
-    json_array_foreach(keys, i, jwk) {
+    json_array_foreach(keys, i, jwk)
+    {
         if (k->n == cap) break;
         const char *kty = str_member(jwk, "kty"), *use = str_member(jwk, "use");
         const char *alg = str_member(jwk, "alg"), *kid = str_member(jwk, "kid");
@@ -297,8 +310,8 @@ int oauth_jwt_parse(const char *token, struct oauth_jwt *out, struct echo_err *e
         echo_err_set(err, "the ID token's payload is not a base64url JSON object");
         goto malformed;
     }
-    if (oauth_b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &out->sig,
-                            &out->sig_len) != OAUTH_OK ||
+    if (oauth_b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &out->sig, &out->sig_len) !=
+            OAUTH_OK ||
         out->sig_len == 0) {
         echo_err_set(err, "the ID token's signature is not base64url");
         goto malformed;
@@ -319,8 +332,7 @@ int oauth_jwt_verify(const struct oauth_jwt *t, const oauth_jwks *keys, struct e
     }
     /* RFC 8017 8.2.2: the signature is exactly as long as the modulus. */
     if (t->sig_len != k->key.size) {
-        echo_err_set(err, "the signature is %zu bytes for a %zu-byte key", t->sig_len,
-                     k->key.size);
+        echo_err_set(err, "the signature is %zu bytes for a %zu-byte key", t->sig_len, k->key.size);
         return OAUTH_ERR_SIGNATURE;
     }
     uint8_t digest[SHA256_DIGEST_SIZE];
@@ -370,7 +382,8 @@ static bool audience_ok(const json_t *claims, const char *client_id)
     bool found = false;
     size_t i;
     json_t *v;
-    json_array_foreach(aud, i, v) {
+    json_array_foreach(aud, i, v)
+    {
         if (!json_is_string(v)) return false;
         if (!strcmp(json_string_value(v), client_id)) found = true;
     }
@@ -473,8 +486,8 @@ int oauth_claims_check(const json_t *claims, const struct oauth_expect *x,
 
 /* ---- the token endpoint's answer --------------------------------------------- */
 
-int oauth_token_response_parse(const char *json, size_t len, char **id_token,
-                               char **access_token, struct echo_err *err)
+int oauth_token_response_parse(const char *json, size_t len, char **id_token, char **access_token,
+                               struct echo_err *err)
 {
     *id_token = NULL;
     *access_token = NULL;

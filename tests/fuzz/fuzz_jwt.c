@@ -17,12 +17,15 @@
 #include "db/db.h"
 #include "web/oauth.h"
 
-static const char rfc_jwks[] =
-    "{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB\",\"n\":\"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9"
-    "k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ"
-    "47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQ"
-    "Y4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54"
-    "h4FRWyuXpoQ\"}]}";
+static const char rfc_jwks[] = "{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB\",\"n\":"
+                               "\"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9"
+                               "k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-"
+                               "pCgNMsD1W_YpRPEwOWvG6b32690r2jZ"
+                               "47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-"
+                               "UTo7WTBEMa2R2CapHg665xsmtdVMTBQ"
+                               "Y4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_"
+                               "h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54"
+                               "h4FRWyuXpoQ\"}]}";
 static const char rfc_signing_input[] =
     "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNv"
     "bS9pc19yb290Ijp0cnVlfQ";

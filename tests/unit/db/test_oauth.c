@@ -19,7 +19,8 @@ static void test_rules(void **state)
     (void)state;
     assert_true(db_oauth_provider_valid("google"));
     assert_true(db_oauth_provider_valid("my_idp2"));
-    const char *bad_p[] = {NULL, "", "Google", "go-ogle", "a b", "abcdefghijklmnopqrstuvwxyz0123456"};
+    const char *bad_p[] = {NULL,      "",    "Google",
+                           "go-ogle", "a b", "abcdefghijklmnopqrstuvwxyz0123456"};
     for (size_t i = 0; i < sizeof(bad_p) / sizeof(bad_p[0]); i++)
         assert_false(db_oauth_provider_valid(bad_p[i]));
     char sub[300];
@@ -41,9 +42,8 @@ static void test_link_find_unlink(void **state)
     struct echo_err err = {0};
     int64_t ada = dbt_user(t->d, "ada"), bob = dbt_user(t->d, "bob");
     int64_t id = 0;
-    assert_int_equal(db_oauth_link(t->d, "google", "sub-1", ada, "ada@gmail.com", 1700000100, &id,
-                                   &err),
-                     DB_OK);
+    assert_int_equal(
+        db_oauth_link(t->d, "google", "sub-1", ada, "ada@gmail.com", 1700000100, &id, &err), DB_OK);
     assert_true(id > 0);
     struct db_oauth_identity o;
     assert_int_equal(db_oauth_find(t->d, "google", "sub-1", &o, &err), DB_OK);
@@ -58,8 +58,7 @@ static void test_link_find_unlink(void **state)
     assert_int_equal(db_oauth_find(t->d, "other", "sub-1", &o, NULL), DB_NOT_FOUND);
     assert_int_equal(db_oauth_find(t->d, NULL, NULL, &o, NULL), DB_NOT_FOUND);
     /* One owner per identity. */
-    assert_int_equal(db_oauth_link(t->d, "google", "sub-1", bob, NULL, 0, NULL, &err),
-                     DB_CONFLICT);
+    assert_int_equal(db_oauth_link(t->d, "google", "sub-1", bob, NULL, 0, NULL, &err), DB_CONFLICT);
     assert_string_equal(db_conflict_field(t->d), "subject");
     assert_int_equal(db_oauth_link(t->d, "other", "sub-1", bob, NULL, 0, NULL, &err), DB_OK);
     /* A missing user, bad values. */

@@ -37,8 +37,10 @@ static const char rfc_n[] =
 static const char rfc_jws[] =
     "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNv"
     "bS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm"
-    "4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xB"
-    "ArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1p"
+    "4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_"
+    "nZLgrnbyTyWzO75vRK5h6xB"
+    "ArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-"
+    "eOkHWEsqtFZESc6BfI7noOPqvhJ1p"
     "hCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
 
 static oauth_jwks *rfc_keys(void)
@@ -144,8 +146,9 @@ static void signer_init(struct signer *s, const char *kid)
     snprintf(s->kid, sizeof(s->kid), "%s", kid);
     char *n = mpz_b64(s->pub.n), *e = mpz_b64(s->pub.e);
     s->jwk = malloc(strlen(n) + strlen(e) + 128);
-    sprintf(s->jwk, "{\"kty\":\"RSA\",\"alg\":\"RS256\",\"use\":\"sig\",\"kid\":\"%s\",\"n\":\"%s\","
-                    "\"e\":\"%s\"}",
+    sprintf(s->jwk,
+            "{\"kty\":\"RSA\",\"alg\":\"RS256\",\"use\":\"sig\",\"kid\":\"%s\",\"n\":\"%s\","
+            "\"e\":\"%s\"}",
             kid, n, e);
     free(n);
     free(e);
@@ -249,9 +252,13 @@ static void test_algorithms_refused(void **state)
     (void)state;
     oauth_jwks *k = both_keys();
     const char *claims = "{\"sub\":\"1\"}";
-    const char *headers[] = {"{\"alg\":\"none\"}", "{\"alg\":\"HS256\",\"kid\":\"key-one\"}",
-                             "{\"alg\":\"RS512\",\"kid\":\"key-one\"}", "{\"alg\":\"rs256\"}",
-                             "{\"kid\":\"key-one\"}", "{\"alg\":null}", "{\"alg\":[\"RS256\"]}"};
+    const char *headers[] = {"{\"alg\":\"none\"}",
+                             "{\"alg\":\"HS256\",\"kid\":\"key-one\"}",
+                             "{\"alg\":\"RS512\",\"kid\":\"key-one\"}",
+                             "{\"alg\":\"rs256\"}",
+                             "{\"kid\":\"key-one\"}",
+                             "{\"alg\":null}",
+                             "{\"alg\":[\"RS256\"]}"};
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
         char *t = sign_jwt(&keys[0], headers[i], claims);
         int s = verify_text(t, k);
@@ -288,8 +295,15 @@ static void test_malformed_tokens(void **state)
     char *good = sign_jwt(&keys[0], "{\"alg\":\"RS256\",\"kid\":\"key-one\"}", "{\"a\":1}");
     const char *dot = strchr(good, '.');
     char buf[4096];
-    const char *bad[] = {"", ".", "..", "...", "a.b", "a.b.c.d", "eyJhbGciOiJSUzI1NiJ9..x",
-                         "e30.e30.AAAA", "!!!.e30.AAAA"};
+    const char *bad[] = {"",
+                         ".",
+                         "..",
+                         "...",
+                         "a.b",
+                         "a.b.c.d",
+                         "eyJhbGciOiJSUzI1NiJ9..x",
+                         "e30.e30.AAAA",
+                         "!!!.e30.AAAA"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int s = verify_text(bad[i], k);
         if (s == OAUTH_OK) fail_msg("'%s' verified", bad[i]);
@@ -299,7 +313,8 @@ static void test_malformed_tokens(void **state)
     const char *payloads[] = {"[1]", "\"x\"", "null", "{", "{\"a\":1}x"};
     for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
         char *p = b64(payloads[i], strlen(payloads[i]));
-        snprintf(buf, sizeof(buf), "%.*s.%s.%s", (int)(dot - good), good, p, strrchr(good, '.') + 1);
+        snprintf(buf, sizeof(buf), "%.*s.%s.%s", (int)(dot - good), good, p,
+                 strrchr(good, '.') + 1);
         assert_int_equal(verify_text(buf, k), OAUTH_ERR_MALFORMED);
         free(p);
     }
@@ -321,10 +336,17 @@ static void test_malformed_tokens(void **state)
 static void test_jwks_shapes(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "null", "[]", "{}", "{\"keys\":{}}", "{\"keys\":[]}",
-                         "{\"keys\":[1,\"x\",null]}", "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\"}]}",
+    const char *bad[] = {"",
+                         "null",
+                         "[]",
+                         "{}",
+                         "{\"keys\":{}}",
+                         "{\"keys\":[]}",
+                         "{\"keys\":[1,\"x\",null]}",
+                         "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\"}]}",
                          "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
-                         "{\"keys\":[{\"kty\":\"RSA\"}]}", "{\"keys\":[{\"kty\":\"RSA\",\"n\":1,\"e\":2}]}"};
+                         "{\"keys\":[{\"kty\":\"RSA\"}]}",
+                         "{\"keys\":[{\"kty\":\"RSA\",\"n\":1,\"e\":2}]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         oauth_jwks_free(parse_jwks(bad[i], OAUTH_ERR_MALFORMED));
 
@@ -391,16 +413,16 @@ static int check(const char *claims_json, struct oauth_identity *id)
  * (a JSON object text; null values remove the member). */
 static int check_with(const char *extra)
 {
-    json_t *base = json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s,s:b,s:s}", "iss",
-                             "https://accounts.example", "aud", "client-1", "azp", "client-1",
-                             "iat", NOW - 10, "exp", NOW + 3600, "nonce", "n-123", "sub",
-                             "110169484474386276334", "email", "ada@example.com",
-                             "email_verified", 1, "name", "Ada");
+    json_t *base = json_pack(
+        "{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s,s:b,s:s}", "iss", "https://accounts.example", "aud",
+        "client-1", "azp", "client-1", "iat", NOW - 10, "exp", NOW + 3600, "nonce", "n-123", "sub",
+        "110169484474386276334", "email", "ada@example.com", "email_verified", 1, "name", "Ada");
     json_t *e = json_loads(extra, 0, NULL);
     if (!e) fail_msg("test JSON broken: %s", extra);
     const char *key;
     json_t *v;
-    json_object_foreach(e, key, v) {
+    json_object_foreach(e, key, v)
+    {
         if (json_is_null(v))
             json_object_del(base, key);
         else
@@ -514,8 +536,13 @@ static void test_token_response(void **state)
                      OAUTH_ERR_DENIED);
     assert_non_null(strstr(err.msg, "invalid_grant"));
     assert_null(id);
-    const char *bad[] = {"", "{", "[]", "\"x\"", "{\"access_token\":\"x\"}",
-                         "{\"id_token\":\"\"}", "{\"id_token\":5}",
+    const char *bad[] = {"",
+                         "{",
+                         "[]",
+                         "\"x\"",
+                         "{\"access_token\":\"x\"}",
+                         "{\"id_token\":\"\"}",
+                         "{\"id_token\":5}",
                          "{\"id_token\":\"a\",\"token_type\":\"mac\"}",
                          "{\"id_token\":\"a\",\"access_token\":7}",
                          "{\"id_token\":\"a\",\"id_token\":\"b\"}"};
@@ -550,8 +577,9 @@ static void test_b64url(void **state)
     assert_int_equal(out[0], 0xfb);
     assert_int_equal(out[1], 0xff);
     free(out);
-    const char *bad[] = {"QQ==", "Q", "QR", "+/8", "Q Q", "QQ\n", "QUJD=", "Q===", "\xc3\xa9",
-                         "\xd1UJDRxom" /* libsodium alone takes this (fuzz_jwt) */};
+    const char *bad[] = {
+        "QQ==",  "Q",    "QR",       "+/8",        "Q Q", "QQ\n",
+        "QUJD=", "Q===", "\xc3\xa9", "\xd1UJDRxom" /* libsodium alone takes this (fuzz_jwt) */};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (oauth_b64url_decode(bad[i], strlen(bad[i]), &out, &n) != OAUTH_ERR_MALFORMED)
             fail_msg("'%s' decoded", bad[i]);
@@ -576,14 +604,31 @@ static void test_b64url(void **state)
 static void test_url_rules(void **state)
 {
     (void)state;
-    const char *good[] = {"https://oauth2.googleapis.com/token", "https://a",
-                          "http://127.0.0.1:8080/token", "http://127.0.0.1/x", "http://localhost:1/",
-                          "http://LOCALHOST/x", "http://[::1]:5000/jwks", "http://127.0.0.1"};
-    const char *bad[] = {NULL, "", "https://", "https:///x", "http://example.com/token",
-                         "http://127.0.0.1.evil.example/", "http://localhost.evil/",
-                         "http://127.0.0.2/", "http://[::2]/", "ftp://127.0.0.1/", "file:///etc/passwd",
-                         "https://a b", "https://a\nb", "HTTPS://example.com", "//127.0.0.1/",
-                         "http://user@127.0.0.1.evil/", "https://\xc3\xa9.example"};
+    const char *good[] = {"https://oauth2.googleapis.com/token",
+                          "https://a",
+                          "http://127.0.0.1:8080/token",
+                          "http://127.0.0.1/x",
+                          "http://localhost:1/",
+                          "http://LOCALHOST/x",
+                          "http://[::1]:5000/jwks",
+                          "http://127.0.0.1"};
+    const char *bad[] = {NULL,
+                         "",
+                         "https://",
+                         "https:///x",
+                         "http://example.com/token",
+                         "http://127.0.0.1.evil.example/",
+                         "http://localhost.evil/",
+                         "http://127.0.0.2/",
+                         "http://[::2]/",
+                         "ftp://127.0.0.1/",
+                         "file:///etc/passwd",
+                         "https://a b",
+                         "https://a\nb",
+                         "HTTPS://example.com",
+                         "//127.0.0.1/",
+                         "http://user@127.0.0.1.evil/",
+                         "https://\xc3\xa9.example"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         if (!oauth_url_allowed(good[i])) fail_msg("'%s' should be allowed", good[i]);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -634,11 +679,11 @@ static void test_usernames(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc7515_vector), cmocka_unit_test(test_kid_lookup),
+        cmocka_unit_test(test_rfc7515_vector),     cmocka_unit_test(test_kid_lookup),
         cmocka_unit_test(test_algorithms_refused), cmocka_unit_test(test_malformed_tokens),
-        cmocka_unit_test(test_jwks_shapes), cmocka_unit_test(test_claims),
-        cmocka_unit_test(test_token_response), cmocka_unit_test(test_b64url),
-        cmocka_unit_test(test_url_rules), cmocka_unit_test(test_usernames),
+        cmocka_unit_test(test_jwks_shapes),        cmocka_unit_test(test_claims),
+        cmocka_unit_test(test_token_response),     cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_url_rules),          cmocka_unit_test(test_usernames),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
