@@ -502,3 +502,40 @@ def test_slow_provider_holds_at_most_half_the_workers(srv, fake):
     for i in range(2):
         assert results[i].headers["Location"] == "/login"
     assert "too many sign-ins are waiting" in srv.output()
+
+
+def test_deactivated_account_cannot_sign_in(srv, fake):
+    new_user(fake, name="Gone Soon")
+    c = requests.Session()
+    assert sign_in(c, srv).headers["Location"] == "/"
+    sql(srv, "UPDATE users SET is_active = 0 WHERE id = (SELECT user_id FROM oauth_identities"
+             " WHERE subject = ?)", (fake.user["sub"],))
+    c = requests.Session()
+    before = user_sessions(srv)
+    assert_failed(c, srv, sign_in(c, srv), "deactivated", before)
+
+
+def test_link_to_account_without_password_is_refused(srv, fake):
+    """Another Google account with the email of an account made by Google
+    sign-in: there is no password to confirm with."""
+    u = new_user(fake, name="No Pass")
+    assert sign_in(requests.Session(), srv).headers["Location"] == "/"
+    new_user(fake, email=u["email"])
+    c = requests.Session()
+    assert sign_in(c, srv).headers["Location"] == "/login/google/link"
+    token = field(c.get(srv.base + "/login/google/link").text, "csrf_token")
+    r = c.post(srv.base + "/login/google/link", data={"csrf_token": token, "password": ""})
+    assert r.status_code == 400 and "has no password yet" in r.text
+    assert logged_in_as(c, srv) is None
+
+
+def test_next_is_kept_and_encoded(srv, fake):
+    new_user(fake)
+    c = requests.Session()
+    r = sign_in(c, srv, next_="/profile?tab=a b")
+    assert r.status_code == 302 and r.headers["Location"] == "/profile?tab=a%20b"
+    # Another site is never a next.
+    new_user(fake)
+    c = requests.Session()
+    r = sign_in(c, srv, next_="//evil.example/x")
+    assert r.headers["Location"] == "/"
