@@ -136,8 +136,28 @@ static const char migration_1[] =
     "CREATE INDEX messages_answers ON messages (role, completion_tokens, tokens_per_second)\n"
     "    WHERE role = 'assistant';\n";
 
-/* migrations/004_admin.sql */
+/* migrations/003_oauth_identities.sql */
 static const char migration_2[] =
+    "-- 003_oauth_identities.sql - accounts of an outside identity provider\n"
+    "-- linked to Echo users (issue 10: Sign in with Google).\n"
+    "--\n"
+    "-- A person is known to a provider by its stable \"sub\" claim (never by email,\n"
+    "-- which can change hands); (provider, subject) names one identity, and an\n"
+    "-- identity belongs to exactly one user. email is the verified address the\n"
+    "-- provider reported when the identity was linked, shown on the profile page.\n"
+    "CREATE TABLE oauth_identities (\n"
+    "    id         INTEGER PRIMARY KEY,\n"
+    "    provider   TEXT    NOT NULL CHECK (length(provider) BETWEEN 1 AND 32),\n"
+    "    subject    TEXT    NOT NULL CHECK (length(subject) BETWEEN 1 AND 255),\n"
+    "    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,\n"
+    "    email      TEXT    CHECK (email IS NULL OR length(email) <= 254),\n"
+    "    created_at INTEGER NOT NULL,\n"
+    "    UNIQUE (provider, subject)\n"
+    ");\n"
+    "CREATE INDEX oauth_identities_user_id ON oauth_identities (user_id);\n";
+
+/* migrations/004_admin.sql */
+static const char migration_3[] =
     "-- 004_admin.sql - the admin panel's audit log (issue 8): one row per change\n"
     "-- made through /admin, written in the same transaction as the change.\n"
     "--\n"
@@ -173,6 +193,7 @@ static const char migration_2[] =
 const struct db_migration db_migrations_embedded[] = {
     {1, "001_init.sql", migration_0, sizeof(migration_0) - 1},
     {2, "002_message_ids_never_reused.sql", migration_1, sizeof(migration_1) - 1},
-    {4, "004_admin.sql", migration_2, sizeof(migration_2) - 1},
+    {3, "003_oauth_identities.sql", migration_2, sizeof(migration_2) - 1},
+    {4, "004_admin.sql", migration_3, sizeof(migration_3) - 1},
 };
-const size_t db_migrations_embedded_count = 3;
+const size_t db_migrations_embedded_count = 4;

@@ -21,6 +21,7 @@
 #include "web/app.h"
 #include "web/auth.h"
 #include "web/chat.h"
+#include "web/oauth.h"
 #include "web/profile.h"
 
 #define STOP_GRACE_MS 10000
@@ -199,6 +200,7 @@ web_app *web_app_new(const config *cfg, struct echo_err *err)
     if (web_profile_register(app, err) != 0) goto fail;
     if (web_feedback_register(app, err) != 0) goto fail;
     if (web_admin_register(app, err) != 0) goto fail;
+    if (web_oauth_register(app, err) != 0) goto fail;
     web_app_set_user_fn(app, session_user, NULL);
     if (web_chat_register(app, err) != 0) goto fail;
     return app;
@@ -215,6 +217,7 @@ void web_app_free(web_app *app)
     web_chat_unregister(app);
     sio_server_free(app->rt);
     web_admin_unregister(app);
+    web_oauth_unregister(app);
     web_profile_unregister(app);
     web_auth_unregister(app);
     web_limits_unregister(app);

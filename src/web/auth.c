@@ -256,23 +256,33 @@ static int load_user(struct req_state *st, db *d, struct echo_err *err)
     return DB_OK;
 }
 
+struct sec_session *web_session_ensure(http_request *req, http_response *res)
+{
+    struct req_state *st = state_of(req);
+    db *d = web_db(req);
+    struct echo_err err = {0};
+    if (!st || !d) return NULL;
+    if (!st->has_session) {
+        char token[SEC_TOKEN_LEN + 1];
+        int s = sec_session_create(d, 0, false, now_s(), token, &st->sess, &err);
+        if (s != DB_OK) {
+            log_error("starting an anonymous session: %s", err.msg);
+            return NULL;
+        }
+        st->has_session = true;
+        bind_to(st, st->sess.id_hash);
+        set_cookie(st->auth, res, WEB_SESSION_COOKIE, token, 0);
+    }
+    return &st->sess;
+}
+
 int web_flash(http_request *req, http_response *res, const char *category, const char *text)
 {
     struct req_state *st = state_of(req);
     db *d = web_db(req);
     struct echo_err err = {0};
     if (!st || !d) return DB_BUSY;
-    if (!st->has_session) {
-        char token[SEC_TOKEN_LEN + 1];
-        int s = sec_session_create(d, 0, false, now_s(), token, &st->sess, &err);
-        if (s != DB_OK) {
-            log_error("flash: %s", err.msg);
-            return s;
-        }
-        st->has_session = true;
-        bind_to(st, st->sess.id_hash);
-        set_cookie(st->auth, res, WEB_SESSION_COOKIE, token, 0);
-    }
+    if (!web_session_ensure(req, res)) return DB_ERROR;
     int s = sec_flash_add(d, &st->sess, category, text, &err);
     if (s != DB_OK) log_error("flash: %s", err.msg);
     return s;

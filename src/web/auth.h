@@ -69,6 +69,11 @@ struct sec_session *web_session(http_request *req);
 bool web_login_required(http_request *req, http_response *res);
 bool web_admin_required(http_request *req, http_response *res);
 
+/* The request's session; a visitor without one gets a short anonymous one
+ * (cookie set on res) that carries data before login (flashes, the state of
+ * a sign-in with Google). NULL on a database error (logged). */
+struct sec_session *web_session_ensure(http_request *req, http_response *res);
+
 /* Queues a message for the next page. A visitor without a session gets a
  * short anonymous one (cookie set on res). DB status. */
 int web_flash(http_request *req, http_response *res, const char *category, const char *text);

@@ -270,7 +270,11 @@ static void change_password(http_request *req, http_response *res)
     const char *fresh = web_form_field_raw(req, "new_password");
     const char *confirm = web_form_field_raw(req, "confirm_password");
     json_t *form = web_form_new(); /* passwords are never sent back */
-    if (!current[0])
+    /* An account made by Sign in with Google has no password to confirm:
+     * its first one is set from the logged-in session (issue 10). */
+    if (!u->password_hash)
+        ;
+    else if (!current[0])
         web_form_error(form, "current_password", "Enter your current password.");
     else if (sec_password_verify(u->password_hash, current) != SEC_OK)
         web_form_error(form, "current_password", "Your current password is not correct.");

@@ -152,6 +152,16 @@ SAMPLES = {
         active="login", antibot=ANTIBOT, next="/",
         form={"data": {"username": "ada", "remember": "1", "password": "wrong"},
               "errors": {}, "form_errors": ["Wrong username or password."]})),
+    "login_google": ("auth/login.html", base(active="login", form=None, antibot=ANTIBOT,
+                                             oauth={"google_url": "/login/google?next=%2Fprofile"})),
+    "signup_google": ("auth/signup.html", base(active="signup", form=None, antibot=ANTIBOT,
+                                               oauth={"google_url": "/login/google"})),
+    "google_link": ("auth/google_link.html", base(
+        active="login", form=None, link={"email": "ada@gmail.com", "username": "ada" + XSS})),
+    "google_link_error": ("auth/google_link.html", base(
+        active="login", link={"email": ATTR_XSS + "@gmail.com", "username": "ada"},
+        form={"data": {"password": "wrong-secret"},
+              "errors": {"password": ["That password is not correct."]}})),
     "error_404": ("error.html", base(error={"code": 404, "title": "Page not found",
                                             "message": "There is nothing at this address."})),
     "error_403_visitor": ("error.html", base(error={
@@ -175,6 +185,17 @@ SAMPLES = {
                                      forms=None, antibot=ANTIBOT, flashes=[
                                          {"category": "success",
                                           "text": "Your profile has been updated."}])),
+    "profile_google": ("profile.html", base(
+        user=USER, active="profile", profile=_profile(USER), forms=None, antibot=ANTIBOT,
+        oauth={"enabled": True, "no_password": True, "identities": [
+            {"provider": "google", "email": "ada" + XSS + "@gmail.com", "created_at": NOW}]})),
+    "profile_google_linked": ("profile.html", base(
+        user=USER, active="profile", profile=_profile(USER), forms=None, antibot=ANTIBOT,
+        oauth={"enabled": True, "identities": [
+            {"provider": "google", "email": "ada@gmail.com", "created_at": NOW}]})),
+    "profile_google_none": ("profile.html", base(
+        user=USER, active="profile", profile=_profile(USER), forms=None, antibot=ANTIBOT,
+        oauth={"enabled": True, "identities": []})),
     "profile_errors": ("profile.html", base(
         user=ADMIN, active="profile",
         profile=_profile(ADMIN, avatar_url="/static/img/logo.svg",
