@@ -32,6 +32,8 @@ static struct endpoint endpoints[] = {
     {"/feedback", "feedback", "ECHO_RATELIMIT_FEEDBACK", {0, 0}},
     {"/profile", "profile", "ECHO_RATELIMIT_PROFILE", {0, 0}},
     {"/clear_discussion", "clear_discussion", "ECHO_RATELIMIT_CLEAR_DISCUSSION", {0, 0}},
+    {"/login/google", "google", "ECHO_RATELIMIT_GOOGLE", {0, 0}},
+    {"/login/google/callback", "google_callback", "ECHO_RATELIMIT_GOOGLE", {0, 0}},
 };
 #define NENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
 

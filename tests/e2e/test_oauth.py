@@ -539,3 +539,21 @@ def test_next_is_kept_and_encoded(srv, fake):
     c = requests.Session()
     r = sign_in(c, srv, next_="//evil.example/x")
     assert r.headers["Location"] == "/"
+
+
+def test_sign_in_routes_are_rate_limited_and_short_secrets_work(fake):
+    """/login/google and its callback count against ECHO_RATELIMIT_GOOGLE per
+    client address; a 24-character client secret (Google's older format) is
+    accepted (only SECRET_KEY has a length rule)."""
+    s = Server(env=fake.env(ECHO_ANTIBOT_MIN_MS="0", ECHO_RATELIMIT_ENABLED="1",
+                            ECHO_RATELIMIT_GOOGLE="2/minute",
+                            GOOGLE_CLIENT_SECRET="s" * 24))
+    try:
+        for path in ("/login/google", "/login/google/callback?state=x&code=y"):
+            codes = [requests.get(s.base + path, allow_redirects=False).status_code
+                     for _ in range(3)]
+            assert 429 not in codes[:2] and codes[2] == 429, (path, codes)
+        # The password login keeps its own allowance.
+        assert requests.get(s.base + "/login").status_code == 200
+    finally:
+        s.stop()
