@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "llm/kernels_impl.h"
@@ -1123,36 +1124,85 @@ int kern_matrix_init(struct kern_matrix *m, enum gguf_tensor_type type, int rows
     return 0;
 }
 
+void *kern_map_huge(size_t n)
+{
+    void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    /* Only a hint: without THP (or with it off) the pages stay 4 KiB. */
+    if (n >= ((size_t)2 << 20)) (void)madvise(p, n, MADV_HUGEPAGE);
+    return p;
+}
+
+void kern_unmap(void *p, size_t n)
+{
+    if (p) munmap(p, n ? n : 1);
+}
+
+static bool packs_here(const struct kern_matrix *m)
+{
+    return is_packable(m->type) && kern_ops_get()->has_packed;
+}
+
+static bool well_formed(const struct kern_matrix *m)
+{
+    return m->rows > 0 && m->cols > 0 && type_block(m->type) && m->cols % type_block(m->type) == 0 &&
+           m->data && m->row_bytes == kern_row_bytes(m->type, m->cols);
+}
+
+int kern_matrix_groups(const struct kern_matrix *m)
+{
+    return (m->rows + P16_ROWS - 1) / P16_ROWS;
+}
+
+size_t kern_matrix_packed_bytes(const struct kern_matrix *m)
+{
+    if (!packs_here(m) || !well_formed(m)) return 0;
+    return (size_t)kern_matrix_groups(m) * kern_p16_group_bytes(m->type, m->cols);
+}
+
+void kern_matrix_pack_groups(const struct kern_matrix *m, void *dst, int g0, int g1)
+{
+    size_t gbytes = kern_p16_group_bytes(m->type, m->cols);
+    uint8_t zero[sizeof(struct blk_q6_K) * 64]; /* a row of zero blocks for the padding rows */
+    uint8_t *z = m->row_bytes <= sizeof(zero) ? zero : xmalloc(m->row_bytes);
+    memset(z, 0, m->row_bytes);
+    for (int g = g0; g < g1; g++)
+        p16_pack_group(m, g, (uint8_t *)dst + (size_t)g * gbytes, z);
+    if (z != zero) free(z);
+}
+
+void kern_matrix_use_packed(struct kern_matrix *m, void *dst)
+{
+    kern_matrix_release(m);
+    m->packed = dst;
+    m->packed_map = 0;
+}
+
 int kern_matrix_prepare(struct kern_matrix *m, struct echo_err *err)
 {
-    if (m->packed || !is_packable(m->type) || !kern_ops_get()->has_packed) return 0;
-    if (m->rows <= 0 || m->cols <= 0 || m->cols % type_block(m->type) != 0 || !m->data ||
-        m->row_bytes != kern_row_bytes(m->type, m->cols)) {
+    if (m->packed || !packs_here(m)) return 0;
+    if (!well_formed(m)) {
         echo_err_set(err, "cannot pack a malformed %d x %d matrix", m->rows, m->cols);
         return -1;
     }
-    size_t groups = ((size_t)m->rows + P16_ROWS - 1) / P16_ROWS;
-    size_t gbytes = kern_p16_group_bytes(m->type, m->cols);
-    size_t total = groups * gbytes;
-    total = (total + 63) & ~(size_t)63; /* aligned_alloc wants a multiple of the alignment */
-    uint8_t *buf = aligned_alloc(64, total);
+    size_t total = kern_matrix_packed_bytes(m);
+    uint8_t *buf = kern_map_huge(total);
     if (!buf) {
         echo_err_set(err, "out of memory packing a %d x %d matrix (%zu bytes)", m->rows, m->cols,
                      total);
         return -1;
     }
-    uint8_t *zero = xcalloc(1, m->row_bytes);
-    for (size_t g = 0; g < groups; g++)
-        p16_pack_group(m, (int)g, buf + g * gbytes, zero);
-    free(zero);
+    kern_matrix_pack_groups(m, buf, 0, kern_matrix_groups(m));
     m->packed = buf;
+    m->packed_map = total;
     return 0;
 }
 
 void kern_matrix_release(struct kern_matrix *m)
 {
-    free(m->packed);
+    if (m->packed_map) kern_unmap(m->packed, m->packed_map);
     m->packed = NULL;
+    m->packed_map = 0;
 }
 
 void kern_matrix_row(const struct kern_matrix *m, int r, float *dst)
@@ -1393,7 +1443,9 @@ double kern_read_bandwidth(struct kern_pool *pool, size_t bytes, int reps)
 {
     bytes &= ~(size_t)255;
     if (bytes == 0) return -1;
-    uint8_t *buf = aligned_alloc(64, bytes);
+    /* The same pages as the weights (kern_map_huge): with 4 KiB pages the
+     * TLB misses, not the memory, would set the figure. */
+    uint8_t *buf = kern_map_huge(bytes);
     if (!buf) return -1;
     /* Touch every page with non-zero data so that no pass reads the shared zero page. */
     for (size_t i = 0; i < bytes; i += 64)
@@ -1413,6 +1465,6 @@ double kern_read_bandwidth(struct kern_pool *pool, size_t bytes, int reps)
         double gbs = (double)bytes / s * 1e-9;
         if (gbs > best) best = gbs;
     }
-    free(buf);
+    kern_unmap(buf, bytes);
     return best;
 }

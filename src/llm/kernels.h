@@ -49,7 +49,8 @@ struct kern_matrix {
     int rows, cols;   /* cols is a multiple of the block: 32 (Q8_0, Q4_0), 256 (Q4_K, Q6_K) */
     const void *data; /* rows in the file's layout */
     size_t row_bytes; /* kern_row_bytes(type, cols) */
-    void *packed;     /* optional repacked copy, made by kern_matrix_prepare, owned here */
+    void *packed;     /* optional repacked copy (kern_matrix_prepare, or kern_matrix_use_packed) */
+    size_t packed_map; /* bytes of packed's own mapping when owned here; 0 when borrowed */
 };
 
 /*
@@ -73,6 +74,32 @@ int kern_matrix_init(struct kern_matrix *m, enum gguf_tensor_type type, int rows
  */
 int kern_matrix_prepare(struct kern_matrix *m, struct echo_err *err);
 void kern_matrix_release(struct kern_matrix *m);
+
+/*
+ * Repacking in pieces, for a loader that places every matrix of a model in
+ * one buffer of huge pages and spreads the work of all matrices over its
+ * threads. kern_matrix_packed_bytes is what kern_matrix_prepare would
+ * allocate (0: nothing to pack for this type on this path);
+ * kern_matrix_pack_groups packs the 16-row groups [g0, g1) of m (g1 <=
+ * kern_matrix_groups(m)) into dst, a buffer of packed_bytes bytes aligned to
+ * 64; threads may pack disjoint group ranges of one matrix at once.
+ * kern_matrix_use_packed then makes dst (every group packed) m's packed copy,
+ * owned by the caller: kern_matrix_release forgets it without freeing.
+ */
+size_t kern_matrix_packed_bytes(const struct kern_matrix *m);
+int kern_matrix_groups(const struct kern_matrix *m);
+void kern_matrix_pack_groups(const struct kern_matrix *m, void *dst, int g0, int g1);
+void kern_matrix_use_packed(struct kern_matrix *m, void *dst);
+
+/*
+ * Anonymous memory for weights that are streamed: an mmap advised to use
+ * transparent huge pages (2 MiB), which cuts the TLB misses of a pass over
+ * gigabytes of weights (decode reads them all for every token; under a
+ * hypervisor each miss is a two-level walk). NULL when the system refuses.
+ * Free with kern_unmap(p, n) with the same n.
+ */
+void *kern_map_huge(size_t n);
+void kern_unmap(void *p, size_t n);
 
 /* Row r (0 <= r < rows) as cols floats, from the packed copy when there is one. */
 void kern_matrix_row(const struct kern_matrix *m, int r, float *dst);
