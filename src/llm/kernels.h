@@ -116,6 +116,18 @@ void kern_matrix_row(const struct kern_matrix *m, int r, float *dst);
 void kern_matmul(const struct kern_matrix *W, const float *X, int T, float *Y,
                  struct kern_pool *pool);
 
+/*
+ * Several products of one input, Y[i] = W[i] X for i < n (n <= KERN_MATMUL_MAX,
+ * all W[i] with the same cols; W[i] may differ in type and rows): the
+ * activations are quantized once for all of them, and their tiles share one
+ * run of the pool (the q/k/v projections of a layer, or gate and up). Each
+ * Y[i] gets exactly the bits kern_matmul(W[i], X, T, Y[i]) gives. No Y[i] may
+ * overlap X or another Y.
+ */
+#define KERN_MATMUL_MAX 4
+void kern_matmul_multi(const struct kern_matrix *const *W, int n, const float *X, int T,
+                       float *const *Y, struct kern_pool *pool);
+
 /* ---- row kernels (single-threaded, called by the model per row/head) ------ */
 
 /* out = x / sqrt(mean(x^2) + eps) * weight; out may alias x. */

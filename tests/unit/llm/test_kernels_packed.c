@@ -11,6 +11,8 @@
  *     8-token tile or the 4-token pass;
  *   - each packed path agrees with the scalar reference on the file layout
  *     within the bound of test_kernels.c's products;
+ *   - kern_matmul_multi gives each matrix the bits of kern_matmul, with
+ *     mixed types sharing one quantization of the input;
  *   - kern_map_huge gives writable memory of any size.
  * (test_kernels.c checks every kernel against double-precision references.)
  */
@@ -217,6 +219,64 @@ static void test_packed_paths_agree(void **state)
     kern_pool_free(pool);
 }
 
+/* kern_matmul_multi = kern_matmul per matrix, bit for bit, with mixed types. */
+static void test_matmul_multi(void **state)
+{
+    (void)state;
+    const int cols = 512;
+    enum gguf_tensor_type types[4] = {GGUF_TENSOR_Q4_K, GGUF_TENSOR_Q6_K, GGUF_TENSOR_Q8_0,
+                                      GGUF_TENSOR_F32};
+    int rows[4] = {37, 16, 5, 9};
+    struct kern_pool *pool = kern_pool_new(2);
+    for (int p = KERN_PATH_SCALAR; p <= KERN_PATH_AVX512; p++) {
+        if (!kern_path_supported((enum kern_path)p)) continue;
+        kern_set_path((enum kern_path)p);
+        for (int packed = 0; packed < 2; packed++) {
+            uint8_t *w[4];
+            struct kern_matrix m[4];
+            const struct kern_matrix *mp[4];
+            for (int i = 0; i < 4; i++) {
+                if (types[i] == GGUF_TENSOR_F32) {
+                    float *f = malloc(sizeof(float) * (size_t)rows[i] * cols);
+                    for (int k = 0; k < rows[i] * cols; k++)
+                        f[k] = rnd();
+                    w[i] = (uint8_t *)f;
+                } else {
+                    w[i] = random_matrix(types[i], rows[i], cols);
+                }
+                assert_int_equal(kern_matrix_init(&m[i], types[i], rows[i], cols, w[i], NULL), 0);
+                if (packed) assert_int_equal(kern_matrix_prepare(&m[i], NULL), 0);
+                mp[i] = &m[i];
+            }
+            for (int T = 1; T <= 13; T += 12) {
+                float *x = malloc(sizeof(float) * (size_t)T * cols);
+                for (int k = 0; k < T * cols; k++)
+                    x[k] = rnd();
+                float *ya[4], *yb[4];
+                for (int i = 0; i < 4; i++) {
+                    ya[i] = malloc(sizeof(float) * (size_t)T * rows[i]);
+                    yb[i] = malloc(sizeof(float) * (size_t)T * rows[i]);
+                    kern_matmul(&m[i], x, T, ya[i], pool);
+                }
+                kern_matmul_multi(mp, 4, x, T, yb, pool);
+                for (int i = 0; i < 4; i++) {
+                    if (memcmp(ya[i], yb[i], sizeof(float) * (size_t)T * rows[i]) != 0)
+                        fail_msg("path %d%s, T %d: matrix %d differs from kern_matmul", p,
+                                 packed ? " packed" : "", T, i);
+                    free(ya[i]);
+                    free(yb[i]);
+                }
+                free(x);
+            }
+            for (int i = 0; i < 4; i++) {
+                kern_matrix_release(&m[i]);
+                free(w[i]);
+            }
+        }
+    }
+    kern_pool_free(pool);
+}
+
 static void test_map_huge(void **state)
 {
     (void)state;
@@ -236,6 +296,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_pack_in_pieces, teardown_path),
         cmocka_unit_test_teardown(test_packed_paths_agree, teardown_path),
+        cmocka_unit_test_teardown(test_matmul_multi, teardown_path),
         cmocka_unit_test_teardown(test_map_huge, teardown_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
