@@ -20,9 +20,11 @@
  * scheme of ggml's q8_0 x q8_0 and q4_0 x q8_0 (ggml quantizes activations
  * for k-quants per 256; per 32 here is at least as accurate).
  *
- * Speed (AVX-512): the quantized types have int8 VNNI kernels over a packed
- * copy of the weights (kern_matrix_prepare); without it they run AVX2 row
- * kernels on the file layout. docs/PERF.md has the figures.
+ * Speed: the quantized types have blocked int8 kernels over a packed copy of
+ * the weights (kern_matrix_prepare): VPDPBUSD (VNNI) on the AVX-512 path,
+ * VPMADDUBSW on the AVX2 path, with the same results; unpacked, they run
+ * row kernels on the file layout. Packed weights live on huge pages
+ * (kern_map_huge). docs/PERF.md has the figures.
  *
  * Threads: every function here is thread-safe (pure functions of their
  * arguments) except kern_set_path (call it while no kernel runs) and
@@ -64,9 +66,10 @@ int kern_matrix_init(struct kern_matrix *m, enum gguf_tensor_type type, int rows
 /*
  * Optional one-time repacking into the layout the fastest kernel wants
  * (quantized types: 16 rows interleaved 4 bytes at a time with their scales
- * ahead, for AVX-512 VNNI; the same size as the file's within 3%). Does
- * nothing (returns 0, packed stays NULL) for types or paths without a
- * packed kernel (float types; the scalar and AVX2 paths). The packed copy is lossless: every
+ * ahead, for AVX-512 VNNI and AVX2; the same size as the file's within 3%),
+ * in its own mapping of huge pages. Does nothing (returns 0, packed stays
+ * NULL) for types or paths without a packed kernel (float types; the scalar
+ * path). The packed copy is lossless: every
  * path and kern_matrix_row read it correctly, so once prepared, m->data is
  * only read again by callers that read it themselves. Must be called before
  * concurrent use; kern_matrix_release frees the copy (safe on an unprepared

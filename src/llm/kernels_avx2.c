@@ -5,11 +5,14 @@
  * with the default flags and runs only when kernels.c chose this path (or
  * the AVX-512 path borrowed one of its kernels).
  *
- * Matrix products work on the file layout, one output (row, token) at a
- * time for the quantized types (ggml's approach: VPMADDUBSW on |w| and
- * sign-adjusted activations) and four rows by up to four tokens at a time
- * for the float types (one 8-lane accumulator per output, so every output
- * sees the same sequence of operations however the work is tiled).
+ * Quantized matrices that were packed (kern_matrix_prepare) go through
+ * blocked int8 kernels, 8 rows by up to 4 tokens per pass over the P16
+ * layout, bit-identical to the AVX-512 ones. On the file layout, the
+ * quantized types run one output (row, token) at a time (ggml's approach:
+ * VPMADDUBSW on |w| and sign-adjusted activations) and the float types four
+ * rows by up to four tokens at a time (one 8-lane accumulator per output,
+ * so every output sees the same sequence of operations however the work is
+ * tiled).
  */
 #include "llm/kernels_impl.h"
 

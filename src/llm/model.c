@@ -11,11 +11,14 @@
  * another type). Every missing tensor, wrong shape or unsupported type is an
  * error naming the tensor.
  *
- * Quantized matrices are repacked by kern_matrix_prepare into the layout the
- * fastest kernel reads (on all cores for GGUF, after loading; one by one as
- * they are converted for HF); the file pages or converted buffers they came
- * from are then given back (madvise / munmap), so the process holds one copy
- * of the weights: the Q8_0 model peaks at 1.75 GB either way.
+ * Quantized matrices are repacked into the layout the fastest kernel reads:
+ * for GGUF, after loading, all of them into one mapping of huge pages, in
+ * pieces of about 1 MiB spread over every core (pack_model); for HF one by
+ * one as they are converted (kern_matrix_prepare). The file pages or
+ * converted buffers they came from are then given back (madvise / munmap),
+ * so the process holds one copy of the weights: the Q8_0 model peaks at
+ * 1.75 GB either way. GGUF files may mix types per tensor (a q4_k_m file:
+ * Q4_K, Q6_K, Q8_0, F32); every matrix keeps its own.
  */
 #include <errno.h>
 #include <jansson.h>
