@@ -1145,8 +1145,9 @@ static bool packs_here(const struct kern_matrix *m)
 
 static bool well_formed(const struct kern_matrix *m)
 {
-    return m->rows > 0 && m->cols > 0 && type_block(m->type) && m->cols % type_block(m->type) == 0 &&
-           m->data && m->row_bytes == kern_row_bytes(m->type, m->cols);
+    return m->rows > 0 && m->cols > 0 && type_block(m->type) &&
+           m->cols % type_block(m->type) == 0 && m->data &&
+           m->row_bytes == kern_row_bytes(m->type, m->cols);
 }
 
 int kern_matrix_groups(const struct kern_matrix *m)
@@ -1437,8 +1438,8 @@ void kern_matmul_multi(const struct kern_matrix *const *W, int n, const float *X
             kern_pool_run(pool, quant_worker, &qj);
     }
 
-    struct mm_job j = {.n_mat = n, .ops = ops, .T = T,
-                       .n_tok_tiles = (T + MM_TILE_TOKENS - 1) / MM_TILE_TOKENS};
+    struct mm_job j = {
+        .n_mat = n, .ops = ops, .T = T, .n_tok_tiles = (T + MM_TILE_TOKENS - 1) / MM_TILE_TOKENS};
     for (int i = 0; i < n; i++) {
         j.args[i] = (struct mm_args){
             .type = W[i]->type,

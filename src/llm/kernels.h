@@ -48,10 +48,10 @@
 /* A weight matrix: rows x cols, row-major (GGUF: dims[0] = cols, dims[1] = rows). */
 struct kern_matrix {
     enum gguf_tensor_type type; /* F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K */
-    int rows, cols;   /* cols is a multiple of the block: 32 (Q8_0, Q4_0), 256 (Q4_K, Q6_K) */
-    const void *data; /* rows in the file's layout */
-    size_t row_bytes; /* kern_row_bytes(type, cols) */
-    void *packed;     /* optional repacked copy (kern_matrix_prepare, or kern_matrix_use_packed) */
+    int rows, cols;    /* cols is a multiple of the block: 32 (Q8_0, Q4_0), 256 (Q4_K, Q6_K) */
+    const void *data;  /* rows in the file's layout */
+    size_t row_bytes;  /* kern_row_bytes(type, cols) */
+    void *packed;      /* optional repacked copy (kern_matrix_prepare, or kern_matrix_use_packed) */
     size_t packed_map; /* bytes of packed's own mapping when owned here; 0 when borrowed */
 };
 

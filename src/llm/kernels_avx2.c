@@ -578,8 +578,8 @@ AVX2_INLINE void p8_block(const uint8_t *grp, const enum p8_kind kind, const str
 #pragma GCC unroll 4
             for (int j = 0; j < NJ; j++) {
                 __m256i sx = _mm256_sign_epi8(bcast4(xb + 4 * nt * s + 4 * j), w);
-                isum[j] = _mm256_add_epi32(
-                    isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+                isum[j] = _mm256_add_epi32(isum[j],
+                                           _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
             }
         }
         __m256 dw = load_f16x8_u8(grp + (size_t)b * P16_Q8_0_BLOCK_BYTES + 16 * h);
@@ -619,8 +619,9 @@ AVX2_INLINE void p8_block(const uint8_t *grp, const enum p8_kind kind, const str
             __m256 dw = load_f16x8_u8(blk + 16 * h);
 #pragma GCC unroll 4
             for (int j = 0; j < NJ; j++) {
-                __m256i is = _mm256_add_epi32(_mm256_madd_epi16(p16[j], ones),
-                                              _mm256_set1_epi32(a->qx->bias8[(size_t)t * nb + xi + j]));
+                __m256i is =
+                    _mm256_add_epi32(_mm256_madd_epi16(p16[j], ones),
+                                     _mm256_set1_epi32(a->qx->bias8[(size_t)t * nb + xi + j]));
                 __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(xd[xi + j]));
                 acc[j] = _mm256_fmadd_ps(dw, v, acc[j]);
             }

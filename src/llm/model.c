@@ -836,8 +836,8 @@ struct pack_piece {
 struct pack_job {
     llm_model *m;
     struct kern_matrix **mats;
-    uint8_t **dst;     /* per matrix: its place in the arena, NULL when not packed here */
-    atomic_int *left;  /* per matrix: pieces not yet packed */
+    uint8_t **dst;    /* per matrix: its place in the arena, NULL when not packed here */
+    atomic_int *left; /* per matrix: pieces not yet packed */
     struct pack_piece *pieces;
     size_t n_pieces;
     atomic_size_t next;
@@ -911,8 +911,8 @@ static int pack_model(llm_model *m, struct kern_matrix **mats, size_t n, struct 
             atomic_fetch_add(&left[i], 1);
         }
     }
-    struct pack_job job = {.m = m, .mats = mats, .dst = dst, .left = left, .pieces = pieces,
-                           .n_pieces = k};
+    struct pack_job job = {
+        .m = m, .mats = mats, .dst = dst, .left = left, .pieces = pieces, .n_pieces = k};
     atomic_init(&job.next, 0);
     struct kern_pool *pool = kern_pool_new(0);
     kern_pool_run(pool, pack_pieces, &job);
