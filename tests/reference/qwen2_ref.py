@@ -5,7 +5,8 @@ Echo's engine tests.
 It reads the same files as the engine (a GGUF with F32/F16/BF16/Q8_0/Q4_0/
 Q4_K/Q6_K tensors, also mixed as in a q4_k_m file, or a Hugging Face folder
 with BF16 safetensors, single or sharded) with its own parsers, dequantizes
-every weight to float64 and runs the model exactly as the Qwen2 paper / transformers' modeling_qwen2.py define it:
+every weight to float64 and runs the model exactly as the Qwen2 paper /
+transformers' modeling_qwen2.py define it:
 
   x = embed[ids]
   per layer: h = rmsnorm(x) ; q,k,v = Wq h + bq, Wk h + bk, Wv h + bv
