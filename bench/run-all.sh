@@ -21,16 +21,11 @@ fi
 echo "== kernels"
 "$ECHOBOT" bench kernels
 
-# The engine runs on the full-size model with random weights; it is written
-# once (about 1.7 GB) outside the tree.
-MODEL=${ECHO_BENCH_MODEL:-build/bench-models/qwen2.5-1.5b-random-q8_0.gguf}
-if [ ! -f "$MODEL" ]; then
-  echo "== writing the full-size random Q8_0 model to $MODEL"
-  mkdir -p "$(dirname "$MODEL")"
-  /usr/bin/python3 tools/make_test_model.py --size full --type q8_0 gguf "$MODEL"
-fi
-echo "== engine ($MODEL)"
-"$ECHOBOT" bench -m "$MODEL" -p 512 -n 128 -t 2
+# The engine on the full-size random models (written once outside the tree,
+# ECHO_BENCH_MODELS), side by side with the llama.cpp reference when
+# ../shared/tools/build-llama-reference.sh has built it.
+echo "== engine (bench/engine.sh)"
+ECHOBOT=$ECHOBOT bench/engine.sh
 
 echo "== admin dashboard (bench/admin.sh)"
 ECHOBOT=$ECHOBOT bench/admin.sh

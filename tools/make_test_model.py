@@ -7,13 +7,18 @@ Qwen2.5-1.5B-Instruct cannot be downloaded here). This tool writes:
   * GGUF v3 files laid out exactly as llama.cpp writes Qwen2 (tensor names,
     qwen2.* metadata, tokenizer.ggml.* vocabulary), with 2-D weights in F32,
     F16, BF16, Q8_0 or Q4_0 (block layouts and rounding bit-exact with ggml's
-    reference quantizers) and norms/biases in F32;
+    reference quantizers), Q4_K or Q6_K (ggml's block layouts; a simpler
+    choice of scales than ggml's search), or the q4_k_m mix of llama.cpp
+    (Q6_K for the embedding/output and some attn_v/ffn_down, Q4_K elsewhere,
+    Q8_0 where a row is not whole super-blocks), and norms/biases in F32;
   * the Hugging Face folder layout of Qwen/Qwen2.5-1.5B-Instruct: config.json,
     BF16 model.safetensors (or shards + model.safetensors.index.json),
     tokenizer.json, tokenizer_config.json, generation_config.json.
 
 Sizes: "tiny" (2 layers, hidden 64, 4 query heads sharing 2 KV heads, FFN 160)
-for correctness tests, and "full" (the Qwen2.5-1.5B shapes) for benchmarks.
+for correctness tests, "small" (hidden 256, FFN 384: rows of whole k-quant
+super-blocks) for the k-quant tests, and "full" (the Qwen2.5-1.5B shapes) for
+benchmarks.
 The vocabulary is the real Qwen2 one, copied from
 ../shared/testdata/qwen2-vocab/ggml-vocab-qwen2.gguf when present (with the
 Qwen2.5 names of the added tokens 151646-151664), otherwise a small synthetic
@@ -23,8 +28,9 @@ Weights depend only on --seed and the shapes, so the same seed gives the same
 model in every format (before each format's rounding).
 
 Usage:
-  make_test_model.py gguf OUT.gguf [--size tiny|full] [--type q8_0] [--seed N]
-  make_test_model.py hf OUTDIR [--size tiny|full] [--shards N] [--seed N]
+  make_test_model.py gguf OUT.gguf [--size tiny|small|full] [--type q8_0] [--seed N]
+      types: f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m
+  make_test_model.py hf OUTDIR [--size tiny|small|full] [--shards N] [--seed N]
   make_test_model.py tiny-set OUTDIR      # every tiny variant the tests use
 Common options: --vocab PATH|synthetic, --untied (write a separate output
 matrix), --context N.
@@ -76,6 +82,9 @@ CHAT_TEMPLATE = (
 SIZES = {
     # hidden, layers, heads, kv_heads, ffn, context
     "tiny": dict(hidden=64, layers=2, heads=4, kv_heads=2, ffn=160, context=1024),
+    # whole 256-element super-blocks for the k-quants, except the FFN's 384
+    # (ffn_down falls back to Q8_0 in a q4_k_m file, as in llama.cpp)
+    "small": dict(hidden=256, layers=2, heads=4, kv_heads=2, ffn=384, context=1024),
     "full": dict(hidden=1536, layers=28, heads=12, kv_heads=2, ffn=8960, context=32768),
 }
 
@@ -87,9 +96,13 @@ SCALAR_FMT = {GGUF_U8: "B", GGUF_I8: "b", GGUF_U16: "H", GGUF_I16: "h", GGUF_U32
               GGUF_I32: "i", GGUF_F32: "f", GGUF_BOOL: "?", GGUF_U64: "Q", GGUF_I64: "q",
               GGUF_F64: "d"}
 
-T_F32, T_F16, T_Q4_0, T_Q8_0, T_BF16 = 0, 1, 2, 8, 30
-TYPE_BY_NAME = {"f32": T_F32, "f16": T_F16, "q4_0": T_Q4_0, "q8_0": T_Q8_0, "bf16": T_BF16}
-FILE_TYPE = {T_F32: 0, T_F16: 1, T_Q4_0: 2, T_Q8_0: 7, T_BF16: 32}
+T_F32, T_F16, T_Q4_0, T_Q8_0, T_Q4_K, T_Q6_K, T_BF16 = 0, 1, 2, 8, 12, 14, 30
+T_Q4_K_M = -1  # a mix, not a tensor type: see q4_k_m_type
+TYPE_BY_NAME = {"f32": T_F32, "f16": T_F16, "q4_0": T_Q4_0, "q8_0": T_Q8_0, "bf16": T_BF16,
+                "q4_k": T_Q4_K, "q6_k": T_Q6_K, "q4_k_m": T_Q4_K_M}
+# general.file_type (llama_ftype): 15 is MOSTLY_Q4_K_M, 18 MOSTLY_Q6_K, 14 MOSTLY_Q4_K_S
+FILE_TYPE = {T_F32: 0, T_F16: 1, T_Q4_0: 2, T_Q8_0: 7, T_BF16: 32, T_Q4_K: 14, T_Q6_K: 18,
+             T_Q4_K_M: 15}
 ALIGNMENT = 32
 
 
@@ -133,6 +146,92 @@ def quantize_q4_0(x):
     return out.reshape(-1)
 
 
+def _fp16_round(v):
+    """float32 values as the fp16 a block stores, back in float32."""
+    return v.astype(np.float16).astype(np.float32)
+
+
+def quantize_q4_k(x):
+    """Q4_K blocks of 256 (ggml's block_q4_K layout: fp16 d, fp16 dmin, 12
+    bytes of 6-bit sub-block scales and mins, 128 bytes of nibbles) with a
+    plain rule per sub-block of 32 (ggml searches for a better scale; the
+    file format is the same): min m = max(0, -min x), scale s = (max x + m) / 15,
+    both quantized to 6 bits against the block's largest, q = round((x + dmin*m)
+    / (d*s)) clamped to 0..15; value = d*s*q - dmin*m."""
+    b = x.astype(np.float32).reshape(-1, 8, 32)
+    nb = b.shape[0]
+    mins = np.maximum(np.float32(0), -b.min(axis=2))
+    scales = (b.max(axis=2) + mins) / np.float32(15)
+    scales = np.maximum(scales, np.float32(0))
+    max_s, max_m = scales.max(axis=1), mins.max(axis=1)
+    d = _fp16_round(max_s / np.float32(63))
+    dmin = _fp16_round(max_m / np.float32(63))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ls = np.where(d[:, None] > 0, np.rint(scales / d[:, None]), 0)
+        lm = np.where(dmin[:, None] > 0, np.rint(mins / dmin[:, None]), 0)
+    ls = np.clip(ls, 0, 63).astype(np.int64)
+    lm = np.clip(lm, 0, 63).astype(np.int64)
+    step = (d[:, None] * ls).astype(np.float32)
+    off = (dmin[:, None] * lm).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(step[:, :, None] > 0, np.rint((b + off[:, :, None]) / step[:, :, None]), 0)
+    q = np.clip(q, 0, 15).astype(np.uint8)
+    sc = np.zeros((nb, 12), dtype=np.int64)
+    for j in range(8):
+        if j < 4:
+            sc[:, j] |= ls[:, j]
+            sc[:, j + 4] |= lm[:, j]
+        else:
+            sc[:, j + 4] |= (ls[:, j] & 0xF) | ((lm[:, j] & 0xF) << 4)
+            sc[:, j - 4] |= (ls[:, j] >> 4) << 6
+            sc[:, j] |= (lm[:, j] >> 4) << 6
+    out = np.empty((nb, 144), dtype=np.uint8)
+    out[:, 0:2] = d.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    out[:, 2:4] = dmin.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    out[:, 4:16] = sc.astype(np.uint8)
+    flat = q.reshape(nb, 256)
+    # per 64 elements, 32 bytes: element l in the low nibble, l + 32 in the high one
+    for i in range(4):
+        out[:, 16 + 32 * i:48 + 32 * i] = flat[:, 64 * i:64 * i + 32] | \
+            (flat[:, 64 * i + 32:64 * i + 64] << 4)
+    return out.reshape(-1)
+
+
+def quantize_q6_k(x):
+    """Q6_K blocks of 256 (ggml's block_q6_K: ql[128] low nibbles, qh[64] high
+    bit pairs, 16 int8 scales, fp16 d). Per group of 16 the scale maps the
+    element of largest magnitude to -32 (as Q4_0 does); the 16 scales are
+    quantized to int8 against the largest (d = its value / -128); q = round(x /
+    (d*scale)) clamped to -32..31, stored as q + 32."""
+    b = x.astype(np.float32).reshape(-1, 16, 16)
+    nb = b.shape[0]
+    idx = np.argmax(np.abs(b), axis=2)
+    mx = np.take_along_axis(b, idx[:, :, None], axis=2)[:, :, 0]
+    gs = mx / np.float32(-32)
+    gidx = np.argmax(np.abs(gs), axis=1)
+    gmax = gs[np.arange(nb), gidx]
+    d = _fp16_round(gmax / np.float32(-128))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.where(d[:, None] != 0, np.rint(gs / d[:, None]), 0)
+    sc = np.clip(sc, -128, 127).astype(np.int64)
+    step = (d[:, None] * sc).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(step[:, :, None] != 0, np.rint(b / step[:, :, None]), 0)
+    L = (np.clip(q, -32, 31) + 32).astype(np.int64).reshape(nb, 256)
+    out = np.empty((nb, 210), dtype=np.uint8)
+    for h in range(2):
+        j = 128 * h
+        q1, q2 = L[:, j:j + 32], L[:, j + 32:j + 64]
+        q3, q4 = L[:, j + 64:j + 96], L[:, j + 96:j + 128]
+        out[:, 64 * h:64 * h + 32] = ((q1 & 0xF) | ((q3 & 0xF) << 4)).astype(np.uint8)
+        out[:, 64 * h + 32:64 * h + 64] = ((q2 & 0xF) | ((q4 & 0xF) << 4)).astype(np.uint8)
+        out[:, 128 + 32 * h:160 + 32 * h] = ((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) |
+                                             ((q4 >> 4) << 6)).astype(np.uint8)
+    out[:, 192:208] = sc.astype(np.int8).view(np.uint8)
+    out[:, 208:210] = d.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return out.reshape(-1)
+
+
 def to_bf16(x):
     """float32 -> bfloat16 bits with round-to-nearest-even (as torch and ggml)."""
     u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
@@ -151,12 +250,39 @@ def encode_tensor(x, ttype):
         return quantize_q8_0(x)
     if ttype == T_Q4_0:
         return quantize_q4_0(x)
+    if ttype == T_Q4_K:
+        return quantize_q4_k(x)
+    if ttype == T_Q6_K:
+        return quantize_q6_k(x)
     raise ValueError("unknown tensor type %d" % ttype)
 
 
 def tensor_nbytes(n_elements, ttype):
     return {T_F32: 4 * n_elements, T_F16: 2 * n_elements, T_BF16: 2 * n_elements,
-            T_Q8_0: n_elements // 32 * 34, T_Q4_0: n_elements // 32 * 18}[ttype]
+            T_Q8_0: n_elements // 32 * 34, T_Q4_0: n_elements // 32 * 18,
+            T_Q4_K: n_elements // 256 * 144, T_Q6_K: n_elements // 256 * 210}[ttype]
+
+
+def use_more_bits(layer, n_layers):
+    """llama.cpp's rule for which layers of a q4_k_m file get Q6_K in attn_v
+    and ffn_down: the first and last eighth, and every third in between."""
+    return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or \
+        (layer - n_layers // 8) % 3 == 2
+
+
+def q4_k_m_type(gguf_name, cols, n_layers, tied):
+    """The type llama.cpp's q4_k_m quantization gives a matrix: Q6_K for the
+    output (the embedding when tied) and for attn_v/ffn_down of the
+    use_more_bits layers, Q4_K elsewhere; a row length that is not a multiple
+    of 256 falls back to Q8_0 (llama.cpp uses Q5_0/Q8_0; Echo has no Q5_0)."""
+    if gguf_name == "output.weight" or (tied and gguf_name == "token_embd.weight"):
+        t = T_Q6_K
+    elif gguf_name.endswith("attn_v.weight") or gguf_name.endswith("ffn_down.weight"):
+        layer = int(gguf_name.split(".")[1])
+        t = T_Q6_K if use_more_bits(layer, n_layers) else T_Q4_K
+    else:
+        t = T_Q4_K
+    return t if cols % 256 == 0 else T_Q8_0
 
 
 # ---- minimal GGUF reader (only to copy the vocabulary) ------------------------------
@@ -434,6 +560,10 @@ def write_gguf(path, sh, vocab, ttype, seed, untied, name, sampling=True):
     layout = []
     for hf_name, g_name, shape, is_matrix in tensors:
         t = ttype if is_matrix else T_F32
+        if t == T_Q4_K_M:
+            t = q4_k_m_type(g_name, shape[-1], sh.layers, not untied)
+        elif t in (T_Q4_K, T_Q6_K) and shape[-1] % 256:
+            t = T_Q8_0  # k-quants need rows of whole 256-element super-blocks
         n = int(np.prod(shape))
         size = tensor_nbytes(n, t)
         dims = list(reversed(shape))  # GGUF lists the fastest-varying dimension first

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "llm/kernels_impl.h"
@@ -1123,36 +1124,86 @@ int kern_matrix_init(struct kern_matrix *m, enum gguf_tensor_type type, int rows
     return 0;
 }
 
+void *kern_map_huge(size_t n)
+{
+    void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    /* Only a hint: without THP (or with it off) the pages stay 4 KiB. */
+    if (n >= ((size_t)2 << 20)) (void)madvise(p, n, MADV_HUGEPAGE);
+    return p;
+}
+
+void kern_unmap(void *p, size_t n)
+{
+    if (p) munmap(p, n ? n : 1);
+}
+
+static bool packs_here(const struct kern_matrix *m)
+{
+    return is_packable(m->type) && kern_ops_get()->has_packed;
+}
+
+static bool well_formed(const struct kern_matrix *m)
+{
+    return m->rows > 0 && m->cols > 0 && type_block(m->type) &&
+           m->cols % type_block(m->type) == 0 && m->data &&
+           m->row_bytes == kern_row_bytes(m->type, m->cols);
+}
+
+int kern_matrix_groups(const struct kern_matrix *m)
+{
+    return (m->rows + P16_ROWS - 1) / P16_ROWS;
+}
+
+size_t kern_matrix_packed_bytes(const struct kern_matrix *m)
+{
+    if (!packs_here(m) || !well_formed(m)) return 0;
+    return (size_t)kern_matrix_groups(m) * kern_p16_group_bytes(m->type, m->cols);
+}
+
+void kern_matrix_pack_groups(const struct kern_matrix *m, void *dst, int g0, int g1)
+{
+    size_t gbytes = kern_p16_group_bytes(m->type, m->cols);
+    uint8_t zero[sizeof(struct blk_q6_K) * 64]; /* a row of zero blocks for the padding rows */
+    uint8_t *z = m->row_bytes <= sizeof(zero) ? zero : xmalloc(m->row_bytes);
+    memset(z, 0, m->row_bytes);
+    for (int g = g0; g < g1; g++)
+        p16_pack_group(m, g, (uint8_t *)dst + (size_t)g * gbytes, z);
+    if (z != zero) free(z);
+}
+
+void kern_matrix_use_packed(struct kern_matrix *m, void *dst)
+{
+    kern_matrix_release(m);
+    m->packed = dst;
+    m->packed_map = 0;
+}
+
 int kern_matrix_prepare(struct kern_matrix *m, struct echo_err *err)
 {
-    if (m->packed || !is_packable(m->type) || !kern_ops_get()->has_packed) return 0;
-    if (m->rows <= 0 || m->cols <= 0 || m->cols % type_block(m->type) != 0 || !m->data ||
-        m->row_bytes != kern_row_bytes(m->type, m->cols)) {
+    if (m->packed || !packs_here(m)) return 0;
+    if (!well_formed(m)) {
         echo_err_set(err, "cannot pack a malformed %d x %d matrix", m->rows, m->cols);
         return -1;
     }
-    size_t groups = ((size_t)m->rows + P16_ROWS - 1) / P16_ROWS;
-    size_t gbytes = kern_p16_group_bytes(m->type, m->cols);
-    size_t total = groups * gbytes;
-    total = (total + 63) & ~(size_t)63; /* aligned_alloc wants a multiple of the alignment */
-    uint8_t *buf = aligned_alloc(64, total);
+    size_t total = kern_matrix_packed_bytes(m);
+    uint8_t *buf = kern_map_huge(total);
     if (!buf) {
         echo_err_set(err, "out of memory packing a %d x %d matrix (%zu bytes)", m->rows, m->cols,
                      total);
         return -1;
     }
-    uint8_t *zero = xcalloc(1, m->row_bytes);
-    for (size_t g = 0; g < groups; g++)
-        p16_pack_group(m, (int)g, buf + g * gbytes, zero);
-    free(zero);
+    kern_matrix_pack_groups(m, buf, 0, kern_matrix_groups(m));
     m->packed = buf;
+    m->packed_map = total;
     return 0;
 }
 
 void kern_matrix_release(struct kern_matrix *m)
 {
-    free(m->packed);
+    if (m->packed_map) kern_unmap(m->packed, m->packed_map);
     m->packed = NULL;
+    m->packed_map = 0;
 }
 
 void kern_matrix_row(const struct kern_matrix *m, int r, float *dst)
@@ -1176,26 +1227,36 @@ void kern_matrix_row(const struct kern_matrix *m, int r, float *dst)
 /* Work is cut into tiles of (rows x tokens), claimed from an atomic counter
  * so that a thread slowed by another process does not hold the others up.
  * 64 rows = 4 P16 groups; 64 tokens of activations (<= 600 KB at 8960
- * columns) and the weights of a tile stay in the 1 MB L2 of a Zen 4 core. */
+ * columns) and the weights of a tile stay in the 1 MB L2 of a Zen 4 core.
+ * kern_matmul_multi puts the tiles of all its matrices behind one counter,
+ * so a small matrix (attn_k/v) shares a run with the large ones instead of
+ * paying for its own start and end. */
 #define MM_TILE_ROWS 64
 #define MM_TILE_TOKENS 64
 _Static_assert(MM_TILE_TOKENS % P16_NT == 0, "token tiles are whole X8 tiles");
 
 struct mm_job {
-    struct mm_args args;
+    struct mm_args args[KERN_MATMUL_MAX];
+    int rows[KERN_MATMUL_MAX];
+    int first_tile[KERN_MATMUL_MAX + 1]; /* matrix i owns tiles [first_tile[i], first_tile[i+1]) */
+    int n_mat;
     const struct kern_ops *ops;
-    int rows, T;
-    int n_row_tiles, n_tok_tiles;
+    int T, n_tok_tiles;
     atomic_int next;
 };
+
+/* The X8 extras of each weight type present (bias8 means -128 sum for Q8_0
+ * and -8 sum for Q4_0, so two types cannot share one array). */
+#define QX_TYPES 4
 
 struct quant_job {
     const struct kern_ops *ops;
     const float *X;
     int cols, T;
-    enum gguf_tensor_type type; /* of the weights: what the X8 copy carries */
-    bool x8;                    /* make the X8 copy */
-    struct kern_qx *qx;
+    bool x8; /* make the X8 copy */
+    int n_types;
+    enum gguf_tensor_type types[QX_TYPES];
+    struct kern_qx *qx; /* one per type; q, d, sum, q8, d8 shared by all */
 };
 
 /* The X8 copy of tile k (kernels_impl.h), from the plain quantized activations. */
@@ -1203,7 +1264,7 @@ static void interleave_tile(const struct quant_job *j, int k)
 {
     int cols = j->cols, nb = cols / QK;
     int t0 = k * P16_NT, nt = j->T - t0 < P16_NT ? j->T - t0 : P16_NT;
-    const struct kern_qx *qx = j->qx;
+    const struct kern_qx *qx = &j->qx[0];
     int8_t *q8 = qx->q8 + (size_t)t0 * cols;
     size_t o = (size_t)t0 * nb;
     for (int t = 0; t < nt; t++) {
@@ -1215,24 +1276,27 @@ static void interleave_tile(const struct quant_job *j, int k)
             for (int s = 0; s < QK / 4; s++)
                 memcpy(q8 + 32 * nt * b + 4 * nt * s + 4 * t, q + QK * b + 4 * s, 4);
             qx->d8[i] = d[b];
-            switch (j->type) {
-            case GGUF_TENSOR_Q8_0:
-                qx->bias8[i] = -128 * sum[b];
-                break;
-            case GGUF_TENSOR_Q4_0:
-                qx->bias8[i] = -8 * sum[b];
-                break;
-            case GGUF_TENSOR_Q6_K: {
-                int32_t lo = 0;
-                for (int l = 0; l < QK / 2; l++)
-                    lo += q[QK * b + l];
-                qx->bias8[i] = -32 * lo;
-                qx->bias8h[i] = -32 * (sum[b] - lo);
-                break;
-            }
-            default: /* Q4_K */
-                qx->ds8[i] = d[b] * (float)sum[b];
-                break;
+            for (int ty = 0; ty < j->n_types; ty++) {
+                const struct kern_qx *x = &j->qx[ty];
+                switch (j->types[ty]) {
+                case GGUF_TENSOR_Q8_0:
+                    x->bias8[i] = -128 * sum[b];
+                    break;
+                case GGUF_TENSOR_Q4_0:
+                    x->bias8[i] = -8 * sum[b];
+                    break;
+                case GGUF_TENSOR_Q6_K: {
+                    int32_t lo = 0;
+                    for (int l = 0; l < QK / 2; l++)
+                        lo += q[QK * b + l];
+                    x->bias8[i] = -32 * lo;
+                    x->bias8h[i] = -32 * (sum[b] - lo);
+                    break;
+                }
+                default: /* Q4_K */
+                    x->ds8[i] = d[b] * (float)sum[b];
+                    break;
+                }
             }
         }
     }
@@ -1256,12 +1320,11 @@ static void quant_worker(void *arg, int ith, int nth)
 
 /* A tile of a packed matrix on a path without packed kernels: unpack its
  * groups to the file layout and run the path's kernel on them. */
-static void mm_tile_unpacked(const struct mm_job *j, int r0, int r1, int t0, int t1,
-                             uint8_t **scratch)
+static void mm_tile_unpacked(const struct mm_job *j, const struct mm_args *a, int r0, int r1,
+                             int t0, int t1, uint8_t **scratch)
 {
-    const struct mm_args *a = &j->args;
     size_t row_bytes = kern_row_bytes(a->type, a->cols);
-    if (!*scratch) *scratch = xmalloc(P16_ROWS * row_bytes);
+    if (!*scratch) *scratch = xmalloc(P16_ROWS * kern_row_bytes(GGUF_TENSOR_Q8_0, a->cols) + 64);
     for (int g0 = r0; g0 < r1; g0 += P16_ROWS) {
         kern_p16_unpack_group(a->type, a->cols, a->packed, g0 / P16_ROWS, *scratch);
         struct mm_args sub = *a;
@@ -1279,56 +1342,96 @@ static void mm_worker(void *arg, int ith, int nth)
     (void)ith;
     (void)nth;
     struct mm_job *j = arg;
-    int total = j->n_row_tiles * j->n_tok_tiles;
+    int total = j->first_tile[j->n_mat];
     uint8_t *scratch = NULL;
     for (;;) {
         int i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (i >= total) break;
+        int m = 0;
+        while (i >= j->first_tile[m + 1])
+            m++;
+        const struct mm_args *a = &j->args[m];
         /* Consecutive tiles share their rows: a thread keeps the weights it
          * just read in its cache while it moves on to the next tokens. */
-        int rt = i / j->n_tok_tiles, tt = i % j->n_tok_tiles;
-        int r0 = rt * MM_TILE_ROWS, r1 = r0 + MM_TILE_ROWS < j->rows ? r0 + MM_TILE_ROWS : j->rows;
+        int local = i - j->first_tile[m];
+        int rt = local / j->n_tok_tiles, tt = local % j->n_tok_tiles;
+        int rows = j->rows[m];
+        int r0 = rt * MM_TILE_ROWS, r1 = r0 + MM_TILE_ROWS < rows ? r0 + MM_TILE_ROWS : rows;
         int t0 = tt * MM_TILE_TOKENS, t1 = t0 + MM_TILE_TOKENS < j->T ? t0 + MM_TILE_TOKENS : j->T;
-        if (j->args.packed && !j->ops->has_packed)
-            mm_tile_unpacked(j, r0, r1, t0, t1, &scratch);
+        if (a->packed && !j->ops->has_packed)
+            mm_tile_unpacked(j, a, r0, r1, t0, t1, &scratch);
         else
-            j->ops->matmul(&j->args, r0, r1, t0, t1);
+            j->ops->matmul(a, r0, r1, t0, t1);
     }
     free(scratch);
 }
 
-void kern_matmul(const struct kern_matrix *W, const float *X, int T, float *Y,
-                 struct kern_pool *pool)
+static bool is_quant(enum gguf_tensor_type t)
 {
-    if (T <= 0 || W->rows <= 0) return;
-    const struct kern_ops *ops = kern_ops_get();
-    bool quant = W->type == GGUF_TENSOR_Q8_0 || W->type == GGUF_TENSOR_Q4_0 ||
-                 W->type == GGUF_TENSOR_Q4_K || W->type == GGUF_TENSOR_Q6_K;
-    struct kern_qx qx = {0};
-    void *qbuf = NULL;
+    return t == GGUF_TENSOR_Q8_0 || t == GGUF_TENSOR_Q4_0 || t == GGUF_TENSOR_Q4_K ||
+           t == GGUF_TENSOR_Q6_K;
+}
 
+void kern_matmul_multi(const struct kern_matrix *const *W, int n, const float *X, int T,
+                       float *const *Y, struct kern_pool *pool)
+{
+    if (T <= 0 || n <= 0) return;
+    bool same_cols = n <= KERN_MATMUL_MAX;
+    for (int i = 1; i < n && same_cols; i++)
+        same_cols = W[i]->cols == W[0]->cols;
+    if (!same_cols) { /* not what the contract allows; still computed, one by one */
+        for (int i = 0; i < n; i++)
+            kern_matmul_multi(&W[i], 1, X, T, &Y[i], pool);
+        return;
+    }
+    const struct kern_ops *ops = kern_ops_get();
+    const int cols = W[0]->cols;
+    struct kern_qx qx[QX_TYPES];
+    memset(qx, 0, sizeof(qx));
+    struct quant_job qj = {.ops = ops, .X = X, .cols = cols, .T = T, .qx = qx};
+    bool quant = false;
+    int type_of[KERN_MATMUL_MAX] = {0};
+    for (int i = 0; i < n; i++) {
+        if (!is_quant(W[i]->type)) continue;
+        quant = true;
+        if (!(W[i]->packed && ops->has_packed)) continue;
+        qj.x8 = true;
+        int ty = 0;
+        while (ty < qj.n_types && qj.types[ty] != W[i]->type)
+            ty++;
+        if (ty == qj.n_types) qj.types[qj.n_types++] = W[i]->type;
+        type_of[i] = ty;
+    }
+    void *qbuf = NULL;
     if (quant) {
-        /* One buffer: the plain layout, then the X8 copy when the path's
-         * kernels read packed weights (kernels_impl.h). */
-        bool x8 = W->packed && ops->has_packed;
-        size_t nb = (size_t)W->cols / QK;
-        size_t qbytes = ((size_t)T * W->cols + 63) & ~(size_t)63;
-        size_t sbytes = (size_t)T * nb * sizeof(float); /* = T * nb * sizeof(int32_t) */
-        size_t total = qbytes + 2 * sbytes + (x8 ? qbytes + 4 * sbytes : 0);
+        /* One buffer: the plain layout, then the X8 copy and each type's
+         * extras when the path's kernels read packed weights (kernels_impl.h). */
+        size_t nb = (size_t)cols / QK;
+        size_t qbytes = ((size_t)T * cols + 63) & ~(size_t)63;
+        size_t sbytes = ((size_t)T * nb * sizeof(float) + 63) & ~(size_t)63;
+        size_t total = qbytes + 2 * sbytes;
+        if (qj.x8) total += qbytes + sbytes + (size_t)qj.n_types * 3 * sbytes;
         uint8_t *p = kern_pool_scratch(pool, total);
         if (!p) p = qbuf = xmalloc(total);
-        qx.q = (int8_t *)p;
-        qx.d = (float *)(void *)(p + qbytes);
-        qx.sum = (int32_t *)(p + qbytes + sbytes);
-        if (x8) {
+        qx[0].q = (int8_t *)p;
+        qx[0].d = (float *)(void *)(p + qbytes);
+        qx[0].sum = (int32_t *)(p + qbytes + sbytes);
+        if (qj.x8) {
             p += qbytes + 2 * sbytes;
-            qx.q8 = (int8_t *)p;
-            qx.d8 = (float *)(void *)(p + qbytes);
-            qx.bias8 = (int32_t *)(p + qbytes + sbytes);
-            qx.bias8h = (int32_t *)(p + qbytes + 2 * sbytes);
-            qx.ds8 = (float *)(void *)(p + qbytes + 3 * sbytes);
+            qx[0].q8 = (int8_t *)p;
+            qx[0].d8 = (float *)(void *)(p + qbytes);
+            p += qbytes + sbytes;
+            for (int ty = 0; ty < qj.n_types; ty++, p += 3 * sbytes) {
+                qx[ty].q = qx[0].q;
+                qx[ty].d = qx[0].d;
+                qx[ty].sum = qx[0].sum;
+                qx[ty].q8 = qx[0].q8;
+                qx[ty].d8 = qx[0].d8;
+                qx[ty].bias8 = (int32_t *)p;
+                qx[ty].bias8h = (int32_t *)(p + sbytes);
+                qx[ty].ds8 = (float *)(void *)(p + 2 * sbytes);
+            }
         }
-        struct quant_job qj = {ops, X, W->cols, T, W->type, x8, &qx};
         if (T <= P16_NT || !pool)
             quant_worker(&qj, 0, 1);
         else
@@ -1336,27 +1439,33 @@ void kern_matmul(const struct kern_matrix *W, const float *X, int T, float *Y,
     }
 
     struct mm_job j = {
-        .args =
-            {
-                .type = W->type,
-                .cols = W->cols,
-                .w = W->data,
-                .row_bytes = W->row_bytes,
-                .packed = W->packed,
-                .x = X,
-                .qx = quant ? &qx : NULL,
-                .y = Y,
-                .ldy = W->rows,
-            },
-        .ops = ops,
-        .rows = W->rows,
-        .T = T,
-        .n_row_tiles = (W->rows + MM_TILE_ROWS - 1) / MM_TILE_ROWS,
-        .n_tok_tiles = (T + MM_TILE_TOKENS - 1) / MM_TILE_TOKENS,
-    };
+        .n_mat = n, .ops = ops, .T = T, .n_tok_tiles = (T + MM_TILE_TOKENS - 1) / MM_TILE_TOKENS};
+    for (int i = 0; i < n; i++) {
+        j.args[i] = (struct mm_args){
+            .type = W[i]->type,
+            .cols = cols,
+            .w = W[i]->data,
+            .row_bytes = W[i]->row_bytes,
+            .packed = W[i]->packed,
+            .x = X,
+            .qx = is_quant(W[i]->type) ? &qx[type_of[i]] : NULL,
+            .y = Y[i],
+            .ldy = W[i]->rows,
+        };
+        j.rows[i] = W[i]->rows;
+        j.first_tile[i + 1] =
+            j.first_tile[i] + (W[i]->rows + MM_TILE_ROWS - 1) / MM_TILE_ROWS * j.n_tok_tiles;
+    }
     atomic_init(&j.next, 0);
     kern_pool_run(pool, mm_worker, &j);
     free(qbuf);
+}
+
+void kern_matmul(const struct kern_matrix *W, const float *X, int T, float *Y,
+                 struct kern_pool *pool)
+{
+    if (W->rows <= 0) return;
+    kern_matmul_multi(&W, 1, X, T, &Y, pool);
 }
 
 /* ---- measurement ------------------------------------------------------------ */
@@ -1393,7 +1502,9 @@ double kern_read_bandwidth(struct kern_pool *pool, size_t bytes, int reps)
 {
     bytes &= ~(size_t)255;
     if (bytes == 0) return -1;
-    uint8_t *buf = aligned_alloc(64, bytes);
+    /* The same pages as the weights (kern_map_huge): with 4 KiB pages the
+     * TLB misses, not the memory, would set the figure. */
+    uint8_t *buf = kern_map_huge(bytes);
     if (!buf) return -1;
     /* Touch every page with non-zero data so that no pass reads the shared zero page. */
     for (size_t i = 0; i < bytes; i += 64)
@@ -1413,6 +1524,6 @@ double kern_read_bandwidth(struct kern_pool *pool, size_t bytes, int reps)
         double gbs = (double)bytes / s * 1e-9;
         if (gbs > best) best = gbs;
     }
-    free(buf);
+    kern_unmap(buf, bytes);
     return best;
 }

@@ -20,9 +20,11 @@
  * scheme of ggml's q8_0 x q8_0 and q4_0 x q8_0 (ggml quantizes activations
  * for k-quants per 256; per 32 here is at least as accurate).
  *
- * Speed (AVX-512): the quantized types have int8 VNNI kernels over a packed
- * copy of the weights (kern_matrix_prepare); without it they run AVX2 row
- * kernels on the file layout. docs/PERF.md has the figures.
+ * Speed: the quantized types have blocked int8 kernels over a packed copy of
+ * the weights (kern_matrix_prepare): VPDPBUSD (VNNI) on the AVX-512 path,
+ * VPMADDUBSW on the AVX2 path, with the same results; unpacked, they run
+ * row kernels on the file layout. Packed weights live on huge pages
+ * (kern_map_huge). docs/PERF.md has the figures.
  *
  * Threads: every function here is thread-safe (pure functions of their
  * arguments) except kern_set_path (call it while no kernel runs) and
@@ -46,10 +48,11 @@
 /* A weight matrix: rows x cols, row-major (GGUF: dims[0] = cols, dims[1] = rows). */
 struct kern_matrix {
     enum gguf_tensor_type type; /* F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K */
-    int rows, cols;   /* cols is a multiple of the block: 32 (Q8_0, Q4_0), 256 (Q4_K, Q6_K) */
-    const void *data; /* rows in the file's layout */
-    size_t row_bytes; /* kern_row_bytes(type, cols) */
-    void *packed;     /* optional repacked copy, made by kern_matrix_prepare, owned here */
+    int rows, cols;    /* cols is a multiple of the block: 32 (Q8_0, Q4_0), 256 (Q4_K, Q6_K) */
+    const void *data;  /* rows in the file's layout */
+    size_t row_bytes;  /* kern_row_bytes(type, cols) */
+    void *packed;      /* optional repacked copy (kern_matrix_prepare, or kern_matrix_use_packed) */
+    size_t packed_map; /* bytes of packed's own mapping when owned here; 0 when borrowed */
 };
 
 /*
@@ -63,9 +66,10 @@ int kern_matrix_init(struct kern_matrix *m, enum gguf_tensor_type type, int rows
 /*
  * Optional one-time repacking into the layout the fastest kernel wants
  * (quantized types: 16 rows interleaved 4 bytes at a time with their scales
- * ahead, for AVX-512 VNNI; the same size as the file's within 3%). Does
- * nothing (returns 0, packed stays NULL) for types or paths without a
- * packed kernel (float types; the scalar and AVX2 paths). The packed copy is lossless: every
+ * ahead, for AVX-512 VNNI and AVX2; the same size as the file's within 3%),
+ * in its own mapping of huge pages. Does nothing (returns 0, packed stays
+ * NULL) for types or paths without a packed kernel (float types; the scalar
+ * path). The packed copy is lossless: every
  * path and kern_matrix_row read it correctly, so once prepared, m->data is
  * only read again by callers that read it themselves. Must be called before
  * concurrent use; kern_matrix_release frees the copy (safe on an unprepared
@@ -73,6 +77,32 @@ int kern_matrix_init(struct kern_matrix *m, enum gguf_tensor_type type, int rows
  */
 int kern_matrix_prepare(struct kern_matrix *m, struct echo_err *err);
 void kern_matrix_release(struct kern_matrix *m);
+
+/*
+ * Repacking in pieces, for a loader that places every matrix of a model in
+ * one buffer of huge pages and spreads the work of all matrices over its
+ * threads. kern_matrix_packed_bytes is what kern_matrix_prepare would
+ * allocate (0: nothing to pack for this type on this path);
+ * kern_matrix_pack_groups packs the 16-row groups [g0, g1) of m (g1 <=
+ * kern_matrix_groups(m)) into dst, a buffer of packed_bytes bytes aligned to
+ * 64; threads may pack disjoint group ranges of one matrix at once.
+ * kern_matrix_use_packed then makes dst (every group packed) m's packed copy,
+ * owned by the caller: kern_matrix_release forgets it without freeing.
+ */
+size_t kern_matrix_packed_bytes(const struct kern_matrix *m);
+int kern_matrix_groups(const struct kern_matrix *m);
+void kern_matrix_pack_groups(const struct kern_matrix *m, void *dst, int g0, int g1);
+void kern_matrix_use_packed(struct kern_matrix *m, void *dst);
+
+/*
+ * Anonymous memory for weights that are streamed: an mmap advised to use
+ * transparent huge pages (2 MiB), which cuts the TLB misses of a pass over
+ * gigabytes of weights (decode reads them all for every token; under a
+ * hypervisor each miss is a two-level walk). NULL when the system refuses.
+ * Free with kern_unmap(p, n) with the same n.
+ */
+void *kern_map_huge(size_t n);
+void kern_unmap(void *p, size_t n);
 
 /* Row r (0 <= r < rows) as cols floats, from the packed copy when there is one. */
 void kern_matrix_row(const struct kern_matrix *m, int r, float *dst);
@@ -88,6 +118,18 @@ void kern_matrix_row(const struct kern_matrix *m, int r, float *dst);
  */
 void kern_matmul(const struct kern_matrix *W, const float *X, int T, float *Y,
                  struct kern_pool *pool);
+
+/*
+ * Several products of one input, Y[i] = W[i] X for i < n (n <= KERN_MATMUL_MAX,
+ * all W[i] with the same cols; W[i] may differ in type and rows): the
+ * activations are quantized once for all of them, and their tiles share one
+ * run of the pool (the q/k/v projections of a layer, or gate and up). Each
+ * Y[i] gets exactly the bits kern_matmul(W[i], X, T, Y[i]) gives. No Y[i] may
+ * overlap X or another Y.
+ */
+#define KERN_MATMUL_MAX 4
+void kern_matmul_multi(const struct kern_matrix *const *W, int n, const float *X, int T,
+                       float *const *Y, struct kern_pool *pool);
 
 /* ---- row kernels (single-threaded, called by the model per row/head) ------ */
 

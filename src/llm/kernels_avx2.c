@@ -5,15 +5,20 @@
  * with the default flags and runs only when kernels.c chose this path (or
  * the AVX-512 path borrowed one of its kernels).
  *
- * Matrix products work on the file layout, one output (row, token) at a
- * time for the quantized types (ggml's approach: VPMADDUBSW on |w| and
- * sign-adjusted activations) and four rows by up to four tokens at a time
- * for the float types (one 8-lane accumulator per output, so every output
- * sees the same sequence of operations however the work is tiled).
+ * Quantized matrices that were packed (kern_matrix_prepare) go through
+ * blocked int8 kernels, 8 rows by up to 4 tokens per pass over the P16
+ * layout, bit-identical to the AVX-512 ones. On the file layout, the
+ * quantized types run one output (row, token) at a time (ggml's approach:
+ * VPMADDUBSW on |w| and sign-adjusted activations) and the float types four
+ * rows by up to four tokens at a time (one 8-lane accumulator per output,
+ * so every output sees the same sequence of operations however the work is
+ * tiled).
  */
 #include "llm/kernels_impl.h"
 
 #if defined(__x86_64__)
+
+#include <stdbool.h>
 
 #include <immintrin.h>
 #include <math.h>
@@ -504,6 +509,317 @@ AVX2 static void float_rows(const struct mm_args *a, int r0, int r1, int t0, int
             float_tile(a, r, t, 1, 1);
 }
 
+/* ---- blocked int8 kernels over the P16 layout ------------------------------------------ */
+
+/*
+ * The packed layout of kernels_impl.h, read as two halves of 8 rows: a
+ * 64-byte step holds 4 bytes of each of 16 rows, bytes 0-31 rows 0-7 and
+ * bytes 32-63 rows 8-15, so one 32-byte load gives 4 columns of 8 rows and
+ * VPMADDUBSW + VPMADDWD against a token's 4 broadcast activation bytes give
+ * the 8 rows' partial dot products. One pass computes 8 rows times NJ (<= 4)
+ * tokens of an X8 tile of nt tokens: the weights of a block are loaded and
+ * unpacked once for all NJ tokens (the decode case is NJ = 1, where the
+ * weights are read once per token as they must be).
+ *
+ * VPMADDUBSW multiplies unsigned by signed bytes and saturates the sum of
+ * each pair to int16, so each type keeps its pair sums in range:
+ *   Q8_0: |w| * (x with w's sign) <= 2 * 128 * 127 < 2^15 (the packed bytes
+ *         are w + 128; XOR 0x80 gives w back); no offset, so the activation
+ *         bias of the X8 copy is not used;
+ *   Q4_0, Q4_K: nibble (0..15) * x: 8 products of a block add up in int16
+ *         (8 * 2 * 15 * 127 < 2^15) before one VPMADDWD;
+ *   Q6_K: q (0..63) * x <= 16002 per pair: one VPMADDWD per step.
+ * Integer sums are exact, and the float steps after them are those of the
+ * AVX-512 kernels in the same order, so both paths give the same bits.
+ */
+enum p8_kind { P8_Q8_0, P8_Q4_0, P8_Q4_K, P8_Q6_K };
+
+AVX2_INLINE __m256i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof(v));
+    return _mm256_set1_epi32(v);
+}
+
+AVX2_INLINE __m256 load_f16x8_u8(const uint8_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+AVX2_INLINE __m256 u8x8_to_f32(const uint8_t *p, bool is_signed)
+{
+    __m128i v = _mm_loadl_epi64((const __m128i *)p);
+    return _mm256_cvtepi32_ps(is_signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
+}
+
+/* Block b of rows [8h, 8h+8) of the group at grp times tokens j0..j0+NJ-1
+ * of the X8 tile at token t (nt tokens), added to acc[0..NJ). */
+AVX2_INLINE void p8_block(const uint8_t *grp, const enum p8_kind kind, const struct mm_args *a,
+                          int h, int t, int nt, int j0, const int NJ, int b, __m256 *acc)
+{
+    const int cols = a->cols, nb = cols / QK;
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
+    const int8_t *xq = a->qx->q8 + (size_t)t * cols;
+    const float *xd = a->qx->d8 + (size_t)t * nb;
+    const int8_t *xb = xq + (size_t)QK * nt * b + 4 * j0;
+    size_t xi = (size_t)nt * b + j0; /* index of (block b, token j0) in d8/bias8/... */
+    __m256i isum[4], isum_h[4];
+    const uint8_t *qs;
+    if (kind == P8_Q8_0) {
+        qs = grp + (size_t)b * P16_Q8_0_BLOCK_BYTES + 2 * P16_ROWS + 32 * h;
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++)
+            isum[j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(qs + 64 * s)),
+                                         _mm256_set1_epi8((char)0x80));
+            __m256i aw = _mm256_sign_epi8(w, w);
+#pragma GCC unroll 4
+            for (int j = 0; j < NJ; j++) {
+                __m256i sx = _mm256_sign_epi8(bcast4(xb + 4 * nt * s + 4 * j), w);
+                isum[j] = _mm256_add_epi32(isum[j],
+                                           _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+            }
+        }
+        __m256 dw = load_f16x8_u8(grp + (size_t)b * P16_Q8_0_BLOCK_BYTES + 16 * h);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++) {
+            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd[xi + j]));
+            acc[j] = _mm256_fmadd_ps(dw, v, acc[j]);
+        }
+    } else if (kind == P8_Q4_0 || kind == P8_Q4_K) {
+        const uint8_t *blk;
+        if (kind == P8_Q4_0) {
+            blk = grp + (size_t)b * P16_Q4_0_BLOCK_BYTES;
+        } else {
+            blk = grp + (size_t)(b / 8) * P16_Q4_K_SUPER_BYTES + 4 * P16_ROWS +
+                  (size_t)(b % 8) * P16_Q4_K_BLOCK_BYTES;
+        }
+        qs = blk + 2 * P16_ROWS + 32 * h;
+        __m256i p16[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++)
+            p16[j] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 64 * s));
+            __m256i lo = _mm256_and_si256(raw, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+#pragma GCC unroll 4
+            for (int j = 0; j < NJ; j++) {
+                /* low nibbles are elements 4s.., high nibbles 16+4s.. (step s+4) */
+                p16[j] = _mm256_add_epi16(
+                    p16[j], _mm256_maddubs_epi16(lo, bcast4(xb + 4 * nt * s + 4 * j)));
+                p16[j] = _mm256_add_epi16(
+                    p16[j], _mm256_maddubs_epi16(hi, bcast4(xb + 4 * nt * (s + 4) + 4 * j)));
+            }
+        }
+        if (kind == P8_Q4_0) {
+            __m256 dw = load_f16x8_u8(blk + 16 * h);
+#pragma GCC unroll 4
+            for (int j = 0; j < NJ; j++) {
+                __m256i is =
+                    _mm256_add_epi32(_mm256_madd_epi16(p16[j], ones),
+                                     _mm256_set1_epi32(a->qx->bias8[(size_t)t * nb + xi + j]));
+                __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(xd[xi + j]));
+                acc[j] = _mm256_fmadd_ps(dw, v, acc[j]);
+            }
+        } else {
+            const uint8_t *sb = grp + (size_t)(b / 8) * P16_Q4_K_SUPER_BYTES;
+            __m256 sc = _mm256_mul_ps(load_f16x8_u8(sb + 16 * h), u8x8_to_f32(blk + 8 * h, false));
+            __m256 mn = _mm256_mul_ps(load_f16x8_u8(sb + 2 * P16_ROWS + 16 * h),
+                                      u8x8_to_f32(blk + P16_ROWS + 8 * h, false));
+            const float *xds = a->qx->ds8 + (size_t)t * nb + xi;
+#pragma GCC unroll 4
+            for (int j = 0; j < NJ; j++) {
+                __m256i is = _mm256_madd_epi16(p16[j], ones);
+                __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(xd[xi + j]));
+                acc[j] = _mm256_fmadd_ps(sc, v, acc[j]);
+                acc[j] = _mm256_fnmadd_ps(mn, _mm256_set1_ps(xds[j]), acc[j]);
+            }
+        }
+    } else { /* Q6_K */
+        const uint8_t *sb = grp + (size_t)(b / 8) * P16_Q6_K_SUPER_BYTES;
+        const uint8_t *blk = sb + 2 * P16_ROWS + (size_t)(b % 8) * P16_Q6_K_BLOCK_BYTES;
+        qs = blk + 2 * P16_ROWS + 32 * h;
+        const int32_t *blo = a->qx->bias8 + (size_t)t * nb + xi;
+        const int32_t *bhi = a->qx->bias8h + (size_t)t * nb + xi;
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++) {
+            isum[j] = _mm256_set1_epi32(blo[j]);
+            isum_h[j] = _mm256_set1_epi32(bhi[j]);
+        }
+        __m256i h0 = _mm256_loadu_si256((const __m256i *)(qs + 4 * 64));
+        __m256i h1 = _mm256_loadu_si256((const __m256i *)(qs + 5 * 64));
+        const __m256i m30 = _mm256_set1_epi8(0x30);
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 64 * s));
+            /* the 2 high bits for step s, moved to bits 4-5 of each byte */
+            __m256i hb0, hb1;
+            switch (s) {
+            case 0:
+                hb0 = _mm256_slli_epi16(h0, 4);
+                hb1 = _mm256_slli_epi16(h1, 4);
+                break;
+            case 1:
+                hb0 = _mm256_slli_epi16(h0, 2);
+                hb1 = _mm256_slli_epi16(h1, 2);
+                break;
+            case 2:
+                hb0 = h0;
+                hb1 = h1;
+                break;
+            default:
+                hb0 = _mm256_srli_epi16(h0, 2);
+                hb1 = _mm256_srli_epi16(h1, 2);
+                break;
+            }
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_and_si256(hb0, m30));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                         _mm256_and_si256(hb1, m30));
+#pragma GCC unroll 4
+            for (int j = 0; j < NJ; j++) {
+                isum[j] = _mm256_add_epi32(
+                    isum[j], _mm256_madd_epi16(
+                                 _mm256_maddubs_epi16(lo, bcast4(xb + 4 * nt * s + 4 * j)), ones));
+                isum_h[j] = _mm256_add_epi32(
+                    isum_h[j],
+                    _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(hi, bcast4(xb + 4 * nt * (s + 4) + 4 * j)), ones));
+            }
+        }
+        __m256 dv = load_f16x8_u8(sb + 16 * h);
+        __m256 slo = _mm256_mul_ps(dv, u8x8_to_f32(blk + 8 * h, true));
+        __m256 shi = _mm256_mul_ps(dv, u8x8_to_f32(blk + P16_ROWS + 8 * h, true));
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++) {
+            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[j]), slo);
+            v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_h[j]), shi, v);
+            acc[j] = _mm256_fmadd_ps(v, _mm256_set1_ps(xd[xi + j]), acc[j]);
+        }
+    }
+}
+
+/*
+ * Rows [8h0, 8h0 + 8 NH) (NH = 1 or 2 halves) of a group times tokens
+ * j0..j0+NJ-1 of the X8 tile at token t; y[(t + j) * ldy + r] for the first
+ * nr rows of the group. Both halves in one pass read each 64-byte step once
+ * (decode); with 4 tokens one half at a time keeps the accumulators in
+ * registers.
+ */
+AVX2_INLINE void p8_pass(const uint8_t *grp, const enum p8_kind kind, const struct mm_args *a,
+                         int h0, const int NH, int t, int nt, int j0, const int NJ, float *y,
+                         int nr)
+{
+    const int nb = a->cols / QK;
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int hh = 0; hh < NH; hh++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++)
+            acc[hh][j] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++)
+#pragma GCC unroll 2
+        for (int hh = 0; hh < NH; hh++)
+            p8_block(grp, kind, a, h0 + hh, t, nt, j0, NJ, b, acc[hh]);
+#pragma GCC unroll 2
+    for (int hh = 0; hh < NH; hh++) {
+        int h = h0 + hh, n = nr - 8 * h;
+        if (n <= 0) break;
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++) {
+            float *out = y + (size_t)(t + j0 + j) * a->ldy + 8 * h;
+            if (n >= 8) {
+                _mm256_storeu_ps(out, acc[hh][j]);
+            } else {
+                float tmp[8];
+                _mm256_storeu_ps(tmp, acc[hh][j]);
+                memcpy(out, tmp, (size_t)n * sizeof(float));
+            }
+        }
+    }
+}
+
+AVX2_INLINE void p8_rows(const struct mm_args *a, const enum p8_kind kind, int r0, int r1, int t0,
+                         int t1)
+{
+    size_t gbytes = kern_p16_group_bytes(a->type, a->cols);
+    for (int g0 = r0; g0 < r1; g0 += P16_ROWS) {
+        const uint8_t *grp = a->packed + (size_t)(g0 / P16_ROWS) * gbytes;
+        float *y = a->y + g0;
+        int nr = r1 - g0 < P16_ROWS ? r1 - g0 : P16_ROWS;
+        /* X8 tiles start at multiples of P16_NT; t0 is one (kern_matmul's tiles) */
+        for (int t = t0; t < t1; t += P16_NT) {
+            int nt = t1 - t < P16_NT ? t1 - t : P16_NT;
+            int j = 0;
+            for (int h = 0; h < 2 && 8 * h < nr; h++)
+                for (j = 0; j + 4 <= nt; j += 4)
+                    p8_pass(grp, kind, a, h, 1, t, nt, j, 4, y, nr);
+            switch (nt - j) {
+            case 3:
+                p8_pass(grp, kind, a, 0, 1, t, nt, j, 3, y, nr);
+                if (nr > 8) p8_pass(grp, kind, a, 1, 1, t, nt, j, 3, y, nr);
+                break;
+            case 2:
+                p8_pass(grp, kind, a, 0, 2, t, nt, j, 2, y, nr);
+                break;
+            case 1:
+                p8_pass(grp, kind, a, 0, 2, t, nt, j, 1, y, nr);
+                break;
+            default:
+                break;
+            }
+        }
+    }
+}
+
+AVX2 static void p8_rows_q8_0(const struct mm_args *a, int r0, int r1, int t0, int t1)
+{
+    p8_rows(a, P8_Q8_0, r0, r1, t0, t1);
+}
+
+AVX2 static void p8_rows_q4_0(const struct mm_args *a, int r0, int r1, int t0, int t1)
+{
+    p8_rows(a, P8_Q4_0, r0, r1, t0, t1);
+}
+
+AVX2 static void p8_rows_q4_K(const struct mm_args *a, int r0, int r1, int t0, int t1)
+{
+    p8_rows(a, P8_Q4_K, r0, r1, t0, t1);
+}
+
+AVX2 static void p8_rows_q6_K(const struct mm_args *a, int r0, int r1, int t0, int t1)
+{
+    p8_rows(a, P8_Q6_K, r0, r1, t0, t1);
+}
+
+/* The AVX2 path's matmul: packed quantized matrices through the blocked
+ * kernels above, everything else on the file layout. */
+AVX2 static void matmul(const struct mm_args *a, int r0, int r1, int t0, int t1)
+{
+    if (a->packed) {
+        switch (a->type) {
+        case GGUF_TENSOR_Q8_0:
+            p8_rows_q8_0(a, r0, r1, t0, t1);
+            return;
+        case GGUF_TENSOR_Q4_0:
+            p8_rows_q4_0(a, r0, r1, t0, t1);
+            return;
+        case GGUF_TENSOR_Q4_K:
+            p8_rows_q4_K(a, r0, r1, t0, t1);
+            return;
+        case GGUF_TENSOR_Q6_K:
+            p8_rows_q6_K(a, r0, r1, t0, t1);
+            return;
+        default:
+            break;
+        }
+    }
+    kern_avx2_matmul(a, r0, r1, t0, t1);
+}
+
 AVX2 void kern_avx2_matmul(const struct mm_args *a, int r0, int r1, int t0, int t1)
 {
     int nb = a->cols / QK;
@@ -584,8 +900,8 @@ static void attention_f32(float *out, const float *q, int n_q, const float *K, c
 
 const struct kern_ops kern_ops_avx2 = {
     .quantize_act = quantize_act,
-    .matmul = kern_avx2_matmul,
-    .has_packed = false,
+    .matmul = matmul,
+    .has_packed = true,
     .dot_f32 = dot_f32,
     .dot_f16 = dot_f16,
     .axpy_f32 = axpy_f32,

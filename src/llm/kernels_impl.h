@@ -89,7 +89,8 @@ _Static_assert(sizeof(struct blk_q8_0) == 34, "q8_0 block is 34 bytes");
 _Static_assert(sizeof(struct blk_q4_0) == 18, "q4_0 block is 18 bytes");
 
 /*
- * The packed layout ("P16") of quantized matrices, for AVX-512 VNNI: rows in
+ * The packed layout ("P16") of quantized matrices, for AVX-512 VNNI (AVX2
+ * reads each 64-byte step as two halves of 8 rows): rows in
  * groups of 16 (the last group padded with zero rows); groups follow each
  * other, and a group is one sequential stream. Within a block of 32 columns
  * the quants of the 16 rows are interleaved 4 columns at a time: "step" s

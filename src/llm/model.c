@@ -11,15 +11,17 @@
  * another type). Every missing tensor, wrong shape or unsupported type is an
  * error naming the tensor.
  *
- * Quantized matrices are repacked by kern_matrix_prepare into the layout the
- * fastest kernel reads (on all cores for GGUF, after loading; one by one as
- * they are converted for HF); the file pages or converted buffers they came
- * from are then given back (madvise / munmap), so the process holds one copy
- * of the weights: the Q8_0 model peaks at 1.75 GB either way.
+ * Quantized matrices are repacked into the layout the fastest kernel reads:
+ * for GGUF, after loading, all of them into one mapping of huge pages, in
+ * pieces of about 1 MiB spread over every core (pack_model); for HF one by
+ * one as they are converted (kern_matrix_prepare). The file pages or
+ * converted buffers they came from are then given back (madvise / munmap),
+ * so the process holds one copy of the weights: the Q8_0 model peaks at
+ * 1.75 GB either way. GGUF files may mix types per tensor (a q4_k_m file:
+ * Q4_K, Q6_K, Q8_0, F32); every matrix keeps its own.
  */
 #include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <limits.h>
 #include <math.h>
@@ -815,41 +817,113 @@ static void release_range(const void *p, size_t n)
     if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-/* Repacking, matrix by matrix, on every core: threads claim matrices from a
- * counter. The first failure is kept; the others stop claiming. */
+/*
+ * Repacking at load, on every core. The packed copies of all matrices go to
+ * one mapping of huge pages (kern_map_huge: decode streams them every token,
+ * and 2 MiB pages spare it a TLB miss every 4 KiB), laid out one after the
+ * other. The work is cut into pieces of about PACK_PIECE_BYTES of output that
+ * the threads claim in turn, so that the largest matrix (the embedding, a
+ * sixth of the model) is shared like the rest; whoever packs the last piece
+ * of a matrix gives that matrix's file pages back.
+ */
+#define PACK_PIECE_BYTES ((size_t)1 << 20)
+
+struct pack_piece {
+    size_t mat;
+    int g0, g1;
+};
+
 struct pack_job {
     llm_model *m;
     struct kern_matrix **mats;
-    size_t n;
+    uint8_t **dst;    /* per matrix: its place in the arena, NULL when not packed here */
+    atomic_int *left; /* per matrix: pieces not yet packed */
+    struct pack_piece *pieces;
+    size_t n_pieces;
     atomic_size_t next;
-    atomic_int failed;
-    pthread_mutex_t mu;
-    struct echo_err err;
 };
 
-static void pack_matrices(void *arg, int ith, int nth)
+static void pack_pieces(void *arg, int ith, int nth)
 {
     (void)ith;
     (void)nth;
     struct pack_job *j = arg;
     for (;;) {
         size_t i = atomic_fetch_add(&j->next, 1);
-        if (i >= j->n || atomic_load(&j->failed)) return;
-        struct kern_matrix *w = j->mats[i];
-        struct echo_err kerr;
-        echo_err_clear(&kerr);
-        if (kern_matrix_prepare(w, &kerr) < 0) {
-            pthread_mutex_lock(&j->mu);
-            if (!atomic_exchange(&j->failed, 1)) j->err = kerr;
-            pthread_mutex_unlock(&j->mu);
-            return;
-        }
+        if (i >= j->n_pieces) return;
+        const struct pack_piece *p = &j->pieces[i];
+        struct kern_matrix *w = j->mats[p->mat];
+        kern_matrix_pack_groups(w, j->dst[p->mat], p->g0, p->g1);
         /* The packed copy replaces the original: give back the file pages
          * (GGUF; re-read on demand should anything read them) so the process
-         * holds one copy of the weights. (HF matrices were packed as they
-         * were converted.) */
-        if (w->packed && j->m->gguf) release_range(w->data, matrix_bytes(w));
+         * holds one copy of the weights. */
+        if (atomic_fetch_sub(&j->left[p->mat], 1) == 1 && j->m->gguf)
+            release_range(w->data, matrix_bytes(w));
     }
+}
+
+/* Packs every matrix that is not packed yet (HF matrices were packed as they
+ * were converted). 0, or LLM_ERR_IO when the arena cannot be mapped. */
+static int pack_model(llm_model *m, struct kern_matrix **mats, size_t n, struct echo_err *err)
+{
+    int rc = 0;
+    uint8_t **dst = xcalloc(n, sizeof(*dst));
+    atomic_int *left = xcalloc(n, sizeof(*left));
+    size_t total = 0, n_pieces = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t bytes = mats[i]->packed ? 0 : kern_matrix_packed_bytes(mats[i]);
+        if (!bytes) continue;
+        int groups = kern_matrix_groups(mats[i]);
+        size_t per = PACK_PIECE_BYTES / (bytes / (size_t)groups) + 1;
+        n_pieces += ((size_t)groups + per - 1) / per;
+        total += (bytes + 63) & ~(size_t)63;
+    }
+    if (!total) goto out;
+    uint8_t *arena = kern_map_huge(total);
+    if (!arena) {
+        echo_err_set(err, "out of memory repacking %zu bytes of weights", total);
+        rc = LLM_ERR_IO;
+        goto out;
+    }
+    if (m->n_maps == m->cap_maps) {
+        m->cap_maps = m->cap_maps ? m->cap_maps * 2 : 64;
+        m->maps = xrealloc(m->maps, m->cap_maps * sizeof(*m->maps));
+    }
+    m->maps[m->n_maps].p = arena;
+    m->maps[m->n_maps].n = total;
+    m->n_maps++;
+
+    struct pack_piece *pieces = xcalloc(n_pieces, sizeof(*pieces));
+    size_t off = 0, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t bytes = mats[i]->packed ? 0 : kern_matrix_packed_bytes(mats[i]);
+        atomic_init(&left[i], 0);
+        if (!bytes) continue;
+        dst[i] = arena + off;
+        off += (bytes + 63) & ~(size_t)63;
+        int groups = kern_matrix_groups(mats[i]);
+        int per = (int)(PACK_PIECE_BYTES / (bytes / (size_t)groups) + 1);
+        for (int g = 0; g < groups; g += per) {
+            pieces[k].mat = i;
+            pieces[k].g0 = g;
+            pieces[k].g1 = g + per < groups ? g + per : groups;
+            k++;
+            atomic_fetch_add(&left[i], 1);
+        }
+    }
+    struct pack_job job = {
+        .m = m, .mats = mats, .dst = dst, .left = left, .pieces = pieces, .n_pieces = k};
+    atomic_init(&job.next, 0);
+    struct kern_pool *pool = kern_pool_new(0);
+    kern_pool_run(pool, pack_pieces, &job);
+    kern_pool_free(pool);
+    for (size_t i = 0; i < n; i++)
+        if (dst[i]) kern_matrix_use_packed(mats[i], dst[i]);
+    free(pieces);
+out:
+    free(left);
+    free(dst);
+    return rc;
 }
 
 static int finish_model(llm_model *m, const struct llm_load_opts *o, struct echo_err *err)
@@ -878,21 +952,7 @@ static int finish_model(llm_model *m, const struct llm_load_opts *o, struct echo
     params += (uint64_t)in->hidden;
     in->n_params = params;
 
-    if (!o->no_repack) {
-        struct pack_job job = {.m = m, .mats = mats, .n = n};
-        atomic_init(&job.next, 0);
-        atomic_init(&job.failed, 0);
-        pthread_mutex_init(&job.mu, NULL);
-        struct kern_pool *pool = kern_pool_new(0);
-        kern_pool_run(pool, pack_matrices, &job);
-        kern_pool_free(pool);
-        pthread_mutex_destroy(&job.mu);
-        if (atomic_load(&job.failed)) {
-            echo_err_set(err, "repacking weights: %s", job.err.msg);
-            rc = LLM_ERR_IO;
-            goto out;
-        }
-    }
+    if (!o->no_repack && (rc = pack_model(m, mats, n, err)) < 0) goto out;
     in->weights_bytes = 0;
     for (size_t i = 0; i < n; i++)
         in->weights_bytes += matrix_bytes(mats[i]);

@@ -1,5 +1,5 @@
 """engine_util.py - what the engine's end-to-end tests share: the echobot
-binary, the tiny test models (written once per test run by
+binary, the tiny and small test models (written once per test run by
 tools/make_test_model.py) and running `echobot logits` into numpy arrays.
 """
 
@@ -28,6 +28,17 @@ def make_models(out_dir, vocab=None):
     return out_dir
 
 
+def make_kquant_models(out_dir):
+    """Writes small-{q4_k_m,q4_k,q6_k}.gguf (the "small" size: rows of whole
+    256-element super-blocks; synthetic vocabulary, so they take a second)
+    into out_dir. q4_k_m mixes Q6_K, Q4_K and Q8_0 as llama.cpp's q4_k_m does."""
+    for t in ("q4_k_m", "q4_k", "q6_k"):
+        subprocess.run(["/usr/bin/python3", TOOL, "gguf", str(out_dir / ("small-%s.gguf" % t)),
+                        "--size", "small", "--type", t, "--vocab", "synthetic"], check=True,
+                       stderr=subprocess.DEVNULL)
+    return out_dir
+
+
 def run(args, **kw):
     """Runs echobot with args; returns the CompletedProcess (text mode)."""
     kw.setdefault("capture_output", True)
@@ -36,14 +47,15 @@ def run(args, **kw):
     return subprocess.run([ECHOBOT] + [str(a) for a in args], **kw)
 
 
-def engine_logits(tmp_path, model, ids, *extra, all_positions=False):
-    """Logits from `echobot logits --out`: [vocab] or [len(ids), vocab]."""
+def engine_logits(tmp_path, model, ids, *extra, all_positions=False, env=None):
+    """Logits from `echobot logits --out`: [vocab] or [len(ids), vocab]. env:
+    the environment of the run (default: this process's)."""
     out = tmp_path / "logits.bin"
     args = ["logits", "-m", model, "--top", "0", "--out", out]
     if all_positions:
         args.append("--all")
     args += list(extra) + [",".join(str(i) for i in ids)]
-    p = run(args)
+    p = run(args, env=env)
     assert p.returncode == 0, p.stderr
     v = np.fromfile(out, dtype=np.float32)
     return v.reshape(len(ids), -1) if all_positions else v

@@ -2,10 +2,11 @@
 """qwen2_ref.py - an independent numpy forward pass of Qwen2, the yardstick of
 Echo's engine tests.
 
-It reads the same files as the engine (a GGUF with F32/F16/BF16/Q8_0/Q4_0
-tensors, or a Hugging Face folder with BF16 safetensors, single or sharded)
-with its own parsers, dequantizes every weight to float64 and runs the model
-exactly as the Qwen2 paper / transformers' modeling_qwen2.py define it:
+It reads the same files as the engine (a GGUF with F32/F16/BF16/Q8_0/Q4_0/
+Q4_K/Q6_K tensors, also mixed as in a q4_k_m file, or a Hugging Face folder
+with BF16 safetensors, single or sharded) with its own parsers, dequantizes
+every weight to float64 and runs the model exactly as the Qwen2 paper /
+transformers' modeling_qwen2.py define it:
 
   x = embed[ids]
   per layer: h = rmsnorm(x) ; q,k,v = Wq h + bq, Wk h + bk, Wv h + bv
@@ -35,7 +36,9 @@ import numpy as np
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
             12: "d"}
 # ggml type -> (elements per block, bytes per block)
-_BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34), 30: (1, 2)}
+_BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34), 12: (256, 144), 14: (256, 210),
+           30: (1, 2)}
+_QUANTIZED = (2, 8, 12, 14)
 
 
 def _f16(raw):
@@ -67,7 +70,58 @@ def dequantize(raw, ttype, n):
         lo = (qs & 0x0F).astype(np.float64) - 8.0
         hi = (qs >> 4).astype(np.float64) - 8.0
         return (np.concatenate([lo, hi], axis=1) * d).reshape(-1)[:n]
+    if ttype == 12:  # Q4_K: super-blocks of 256 = 8 sub-blocks of 32
+        blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 144)
+        d = blocks[:, 0:2].copy().view("<f2").astype(np.float64)
+        dmin = blocks[:, 2:4].copy().view("<f2").astype(np.float64)
+        sc, mn = _q4_k_scales(blocks[:, 4:16].astype(np.int64))
+        qs = blocks[:, 16:]
+        out = np.empty((blocks.shape[0], 256))
+        # ggml's dequantize_row_q4_K: per 64 elements, 32 bytes of qs; low
+        # nibbles are sub-block 2i (scale/min 2i), high nibbles sub-block 2i+1.
+        for i in range(4):
+            q = qs[:, 32 * i:32 * i + 32]
+            for half, nib in ((0, q & 0x0F), (1, q >> 4)):
+                j = 2 * i + half
+                out[:, 32 * j:32 * j + 32] = (d * sc[:, j:j + 1]) * nib - dmin * mn[:, j:j + 1]
+        return out.reshape(-1)[:n]
+    if ttype == 14:  # Q6_K: ql[128], qh[64], int8 scales[16], fp16 d
+        blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 210)
+        ql = blocks[:, 0:128].astype(np.int64)
+        qh = blocks[:, 128:192].astype(np.int64)
+        sc = blocks[:, 192:208].copy().view(np.int8).astype(np.float64)
+        d = blocks[:, 208:210].copy().view("<f2").astype(np.float64)
+        out = np.empty((blocks.shape[0], 256))
+        # ggml's dequantize_row_q6_K: two halves of 128; in each, l < 32 gives
+        # elements l, l+32, l+64, l+96 from ql[l], ql[l+32] (low, then high
+        # nibbles) and the four 2-bit fields of qh[l]; scale index l/16 + 0,2,4,6.
+        for h in range(2):
+            L, H = ql[:, 64 * h:64 * h + 64], qh[:, 32 * h:32 * h + 32]
+            parts = [(L[:, :32] & 15) | ((H >> 0) & 3) << 4,
+                     (L[:, 32:] & 15) | ((H >> 2) & 3) << 4,
+                     (L[:, :32] >> 4) | ((H >> 4) & 3) << 4,
+                     (L[:, 32:] >> 4) | ((H >> 6) & 3) << 4]
+            for k, q in enumerate(parts):
+                for l16 in range(2):
+                    s = sc[:, 8 * h + 2 * k + l16:8 * h + 2 * k + l16 + 1]
+                    seg = slice(128 * h + 32 * k + 16 * l16, 128 * h + 32 * k + 16 * l16 + 16)
+                    out[:, seg] = d * s * (q[:, 16 * l16:16 * l16 + 16] - 32)
+        return out.reshape(-1)[:n]
     raise ValueError("unsupported tensor type %d" % ttype)
+
+
+def _q4_k_scales(q):
+    """ggml's get_scale_min_k4 for j = 0..7 over the 12 scale bytes of each block."""
+    sc = np.empty((q.shape[0], 8), dtype=np.float64)
+    mn = np.empty((q.shape[0], 8), dtype=np.float64)
+    for j in range(8):
+        if j < 4:
+            sc[:, j] = q[:, j] & 63
+            mn[:, j] = q[:, j + 4] & 63
+        else:
+            sc[:, j] = (q[:, j + 4] & 0xF) | ((q[:, j - 4] >> 6) << 4)
+            mn[:, j] = (q[:, j + 4] >> 4) | ((q[:, j] >> 6) << 4)
+    return sc, mn
 
 
 class GGUF:
@@ -116,9 +170,9 @@ class GGUF:
         return self._u(_SCALARS[t])
 
     def quantized(self, name):
-        """True for Q8_0/Q4_0 tensors (the engine multiplies them with
-        activations quantized per block; see Model.emulate_q8_activations)."""
-        return self.tensors[name][1] in (2, 8)
+        """True for Q8_0/Q4_0/Q4_K/Q6_K tensors (the engine multiplies them with
+        activations quantized per block of 32; see Model.emulate_q8_activations)."""
+        return self.tensors[name][1] in _QUANTIZED
 
     def tensor(self, name):
         """float64 array with numpy shape = reversed GGUF dims ([rows, cols])."""
