@@ -689,9 +689,13 @@ static json_t *fields_json(const struct web_admin_entity *e, bool create)
         const struct web_admin_field *f = &e->fields[i];
         bool required = f->type != WEB_ADMIN_CHECKBOX && f->type != WEB_ADMIN_ROLES &&
                         !(f->type == WEB_ADMIN_PASSWORD && !create);
+        char hint[256];
+        /* An edit may keep the password: the field says so only there. */
+        snprintf(hint, sizeof(hint), "%s%s", f->hint ? f->hint : "",
+                 f->type == WEB_ADMIN_PASSWORD && !create ? " Leave empty to keep it." : "");
         json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:b}", "name", f->name, "label",
-                                           f->label, "type", types[f->type], "hint",
-                                           f->hint ? f->hint : "", "required", required));
+                                           f->label, "type", types[f->type], "hint", hint,
+                                           "required", required));
     }
     return a;
 }

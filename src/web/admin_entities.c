@@ -146,8 +146,17 @@ static int user_save(http_request *req, db *d, struct web_admin_change *ch, stru
         if (s == DB_OK) s = db_user_update_profile(d, ch->id, username, email, err);
         if (s == DB_OK && hash[0]) s = db_user_set_password_hash(d, ch->id, hash, err);
         if (s == DB_OK) s = db_user_set_active(d, ch->id, active, err);
-        /* A deactivated person's sessions end at once. */
-        if (s == DB_OK && !active) s = db_session_delete_user(d, ch->id, NULL, NULL, err);
+        /* A deactivated person's sessions end at once; so do they after a new
+         * password, as with the profile's own change (whoever knew the old
+         * one is logged out) - but an admin editing themself keeps the
+         * session doing it. */
+        if (s == DB_OK && (!active || hash[0])) {
+            const struct sec_session *mine = web_session(req);
+            const unsigned char *keep = NULL;
+            if (active && mine && web_user(req) && web_user(req)->id == ch->id)
+                keep = mine->id_hash;
+            s = db_session_delete_user(d, ch->id, keep, NULL, err);
+        }
     } else {
         s = db_user_create(d, username, email, hash, active, 0, &ch->id, err);
     }
@@ -164,6 +173,10 @@ static int user_save(http_request *req, db *d, struct web_admin_change *ch, stru
     }
     if (s == DB_OK) s = web_admin_check_last_admin(d, form, err);
     if (s == DB_OK) s = user_get(d, ch->id, &ch->after, err);
+    /* The row only says has_password; the audit needs to show that this
+     * change set a new one (never the hash). */
+    if (s == DB_OK && ch->before && hash[0])
+        json_object_set_new(ch->after, "password_changed", json_true());
     ch->user_changed = ch->id;
 out:
     sodium_memzero(hash, sizeof(hash));
@@ -211,7 +224,7 @@ static const struct web_admin_field user_fields[] = {
     {"username", "Username", WEB_ADMIN_TEXT,
      "3 to 32 letters, digits, dots, dashes or underscores."},
     {"email", "Email", WEB_ADMIN_EMAIL, NULL},
-    {"password", "Password", WEB_ADMIN_PASSWORD, "At least 8 characters; leave empty to keep it."},
+    {"password", "Password", WEB_ADMIN_PASSWORD, "At least 8 characters."},
     {"roles", "Roles", WEB_ADMIN_ROLES, NULL},
     {"is_active", "Active (may log in)", WEB_ADMIN_CHECKBOX, NULL},
 };

@@ -550,3 +550,54 @@ def test_dashboard_and_charts(srv):
     assert after != before and f"(total {total:,})" in after
     assert c.get(srv.base + "/admin/charts/nothing.svg").status_code == 404
     assert c.get(srv.base + "/admin/charts/signups.exe").status_code == 404
+
+
+def test_admin_password_change_ends_sessions_and_is_audited(srv):
+    c, admin = make_admin(srv)
+    c2 = login(srv, admin)  # the admin's other session
+    _, name = signup(srv)
+    uid = user_id(srv, name)
+    person = login(srv, name)
+    other = login(srv, name)
+    assert person.get(srv.base + "/profile", allow_redirects=False).status_code == 200
+    page = c.get(srv.base + f"/admin/users/{uid}/edit").text
+    assert "Leave empty to keep it." in page
+    assert "Leave empty to keep it." not in c.get(srv.base + "/admin/users/new").text
+    new_password = "another-pass-456"
+    r = post(c, srv, f"/admin/users/{uid}/edit", {"username": name,
+                                                  "email": f"{name}@example.com",
+                                                  "password": new_password, "roles": ["user"],
+                                                  "is_active": "1"})
+    assert r.status_code == 303, r.text
+    # Every session of that person ends; the new password works.
+    assert sql(srv, "SELECT count(*) FROM sessions WHERE user_id = ?", (uid,))[0][0] == 0
+    for cl in (person, other):
+        assert cl.get(srv.base + "/profile", allow_redirects=False).status_code in (302, 303)
+    hash_ = sql(srv, "SELECT password_hash FROM users WHERE id = ?", (uid,))[0][0]
+    action, actor, before, after = audit_rows(srv, "users", uid)[-1]
+    assert action == "update" and actor == admin
+    assert '"password_changed":true' in after and "password_changed" not in before
+    assert hash_ not in after and hash_ not in before
+    # A save without a password keeps the sessions and records no change of it.
+    c3 = requests.Session()
+    page = c3.get(srv.base + "/login").text
+    r = c3.post(srv.base + "/login", data={
+        "csrf_token": field(page, "csrf_token"), "form_ts": field(page, "form_ts"),
+        "website": "", "username": name, "password": new_password}, allow_redirects=False)
+    assert r.status_code == 303
+    r = post(c, srv, f"/admin/users/{uid}/edit", {"username": name,
+                                                  "email": f"{name}@example.com",
+                                                  "password": "", "roles": ["user"],
+                                                  "is_active": "1"})
+    assert r.status_code == 303
+    assert c3.get(srv.base + "/profile", allow_redirects=False).status_code == 200
+    assert "password_changed" not in audit_rows(srv, "users", uid)[-1][3]
+    # An admin setting their own password keeps the session doing it, not the others.
+    aid = user_id(srv, admin)
+    r = post(c, srv, f"/admin/users/{aid}/edit", {"username": admin,
+                                                  "email": f"{admin}@example.com",
+                                                  "password": new_password,
+                                                  "roles": ["admin"], "is_active": "1"})
+    assert r.status_code == 303, r.text
+    assert c.get(srv.base + "/admin/users", allow_redirects=False).status_code == 200
+    assert c2.get(srv.base + "/admin/users", allow_redirects=False).status_code in (302, 303)
