@@ -144,6 +144,85 @@ void web_admin_format_date(int64_t t, char out[11])
     }
 }
 
+/* ---- the audit log's diff ----------------------------------------------------- */
+
+#define DIFF_VALUE_MAX 80
+
+/* One value of a diff line: compact JSON, cut on a UTF-8 boundary. */
+static void diff_value(struct strbuf *sb, const json_t *v)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (!s) {
+        strbuf_puts(sb, "?");
+        return;
+    }
+    size_t n = strlen(s);
+    if (n > DIFF_VALUE_MAX) {
+        n = DIFF_VALUE_MAX;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+        strbuf_append(sb, s, n);
+        strbuf_puts(sb, "\xe2\x80\xa6"); /* an ellipsis */
+    } else {
+        strbuf_append(sb, s, n);
+    }
+    free(s);
+}
+
+static void diff_line(json_t *out, const char *key, const json_t *old, const json_t *now,
+                      bool arrow)
+{
+    struct strbuf sb;
+    strbuf_init(&sb);
+    strbuf_printf(&sb, "%s: ", key);
+    if (old) diff_value(&sb, old);
+    if (arrow) {
+        strbuf_puts(&sb, " -> ");
+        if (now)
+            diff_value(&sb, now);
+        else
+            strbuf_puts(&sb, "(none)");
+    } else if (now) {
+        diff_value(&sb, now);
+    }
+    json_array_append_new(out, json_string(strbuf_cstr(&sb)));
+    strbuf_deinit(&sb);
+}
+
+json_t *web_admin_audit_changes(const char *before, const char *after)
+{
+    json_t *out = json_array();
+    json_t *b = before ? json_loads(before, 0, NULL) : NULL;
+    json_t *a = after ? json_loads(after, 0, NULL) : NULL;
+    if ((before && !json_is_object(b)) || (after && !json_is_object(a))) {
+        json_array_append_new(out, json_string("(the record is not a JSON object)"));
+        goto done;
+    }
+    const char *key;
+    json_t *v;
+    if (!b || !a) {
+        /* A create or a delete: the whole row, as it became or as it was. */
+        json_object_foreach(a ? a : b, key, v) diff_line(out, key, NULL, v, false);
+        goto done;
+    }
+    json_object_foreach(b, key, v)
+    {
+        json_t *now = json_object_get(a, key);
+        if (!now)
+            diff_line(out, key, v, NULL, true);
+        else if (!json_equal(v, now))
+            diff_line(out, key, v, now, true);
+    }
+    json_object_foreach(a, key, v)
+    {
+        if (!json_object_get(b, key)) diff_line(out, key, NULL, v, false);
+    }
+done:
+    json_decref(a);
+    json_decref(b);
+    return out;
+}
+
 /* ---- CSV -------------------------------------------------------------------- */
 
 void web_admin_csv_cell(struct strbuf *out, const char *cell)
@@ -185,7 +264,7 @@ static void csv_value(struct strbuf *out, const json_t *v)
         json_t *x;
         json_array_foreach(v, i, x)
         {
-            if (i) strbuf_putc(&joined, ' ');
+            if (i) strbuf_puts(&joined, "; ");
             if (json_is_string(x)) strbuf_puts(&joined, json_string_value(x));
         }
         web_admin_csv_cell(out, strbuf_cstr(&joined));
@@ -237,7 +316,7 @@ int web_admin_entities_validate(const struct web_admin_entity *const *list, size
                 echo_err_set(err, "admin entity '%s': column %zu has a bad name", name, c);
                 return -1;
             }
-            if ((int)e->columns[c].cell < 0 || e->columns[c].cell > WEB_ADMIN_CELL_IMAGE) {
+            if ((int)e->columns[c].cell < 0 || e->columns[c].cell > WEB_ADMIN_CELL_JSON) {
                 echo_err_set(err, "admin entity '%s': column '%s' has no cell kind", name, cn);
                 return -1;
             }
@@ -378,11 +457,11 @@ static void filter_query(const struct list_params *p, struct strbuf *sb)
 
 static json_t *column_json(const struct web_admin_column *col)
 {
-    static const char *const kinds[] = {[WEB_ADMIN_CELL_TEXT] = "text",
-                                        [WEB_ADMIN_CELL_TIME] = "time",
-                                        [WEB_ADMIN_CELL_BOOL] = "bool",
-                                        [WEB_ADMIN_CELL_LIST] = "list",
-                                        [WEB_ADMIN_CELL_IMAGE] = "image"};
+    static const char *const kinds[] = {
+        [WEB_ADMIN_CELL_TEXT] = "text",   [WEB_ADMIN_CELL_TIME] = "time",
+        [WEB_ADMIN_CELL_BOOL] = "bool",   [WEB_ADMIN_CELL_LIST] = "list",
+        [WEB_ADMIN_CELL_IMAGE] = "image", [WEB_ADMIN_CELL_LINES] = "lines",
+        [WEB_ADMIN_CELL_JSON] = "json"};
     return json_pack("{s:s,s:b,s:s}", "name", col->name, "sortable", col->sort >= 0, "cell",
                      kinds[col->cell]);
 }
@@ -542,7 +621,20 @@ static void export_csv(http_request *req, http_response *res, void *arg)
         }
         size_t i, got = json_array_size(rows);
         json_t *row;
-        json_array_foreach(rows, i, row) web_admin_csv_row(&csv, row, keys, e->ncolumns);
+        json_array_foreach(rows, i, row)
+        {
+            /* Times as ISO 8601 UTC, like the charts' CSVs: a spreadsheet
+             * reads them, a person too. */
+            for (size_t c = 0; c < e->ncolumns; c++) {
+                json_t *t = json_object_get(row, keys[c]);
+                if (e->columns[c].cell != WEB_ADMIN_CELL_TIME || !json_is_integer(t)) continue;
+                char iso[32];
+                json_object_set_new(
+                    row, keys[c],
+                    json_string(db_time_iso(json_integer_value(t), iso, sizeof(iso))));
+            }
+            web_admin_csv_row(&csv, row, keys, e->ncolumns);
+        }
         json_decref(rows);
         p.q.offset += (int64_t)got;
         if ((int64_t)got < p.q.limit) break;

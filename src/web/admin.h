@@ -55,6 +55,8 @@ enum web_admin_cell {
     WEB_ADMIN_CELL_BOOL,  /* yes / no */
     WEB_ADMIN_CELL_LIST,  /* an array of strings, joined */
     WEB_ADMIN_CELL_IMAGE, /* a picture URL, shown as a thumbnail */
+    WEB_ADMIN_CELL_LINES, /* an array of strings, one per line, never cut */
+    WEB_ADMIN_CELL_JSON,  /* JSON text, whole, folded in a <details> */
 };
 
 /* One shown column: the key of a row object (also its header, through the
@@ -155,10 +157,20 @@ int web_admin_check_last_admin(db *d, json_t *form, struct echo_err *err);
  */
 void web_admin_csv_cell(struct strbuf *out, const char *cell);
 /* Appends a row of the given keys of obj (strings as they are, numbers,
- * booleans as true/false, arrays joined with spaces, null as empty),
+ * booleans as true/false, arrays joined with "; ", null as empty),
  * comma-separated and ended by CRLF. */
 void web_admin_csv_row(struct strbuf *out, const json_t *obj, const char *const *keys,
                        size_t nkeys);
+
+/*
+ * What an audit row changed, one line per key whose value differs between
+ * the before and after JSON texts (either may be NULL: a create lists the
+ * new values, a delete the old ones): "key: old -> new", a key only after
+ * as "key: new", only before as "key: old -> (none)"; values as compact
+ * JSON cut to 80 bytes. Text that is not a JSON object gives one line
+ * saying so. New reference (an array of strings).
+ */
+json_t *web_admin_audit_changes(const char *before, const char *after);
 
 /* ---- dates ------------------------------------------------------------------ */
 

@@ -555,7 +555,15 @@ static int audit_list(db *d, const struct web_admin_query *q, json_t **rows, int
                       struct echo_err *err)
 {
     struct db_filter f = filter_of(q);
-    return db_audit_list_json(d, &f, rows, total, err);
+    int s = db_audit_list_json(d, &f, rows, total, err);
+    size_t i;
+    json_t *o;
+    if (s == DB_OK)
+        json_array_foreach(*rows, i, o) json_object_set_new(
+            o, "changes",
+            web_admin_audit_changes(json_string_value(json_object_get(o, "before")),
+                                    json_string_value(json_object_get(o, "after"))));
+    return s;
 }
 
 /* The log is only listed; a single row is not looked up by id. */
@@ -572,8 +580,8 @@ static const struct web_admin_column audit_columns[] = {
     {"id", -1, WEB_ADMIN_CELL_TEXT},        {"created_at", -1, WEB_ADMIN_CELL_TIME},
     {"actor_id", -1, WEB_ADMIN_CELL_TEXT},  {"actor_name", -1, WEB_ADMIN_CELL_TEXT},
     {"action", -1, WEB_ADMIN_CELL_TEXT},    {"entity", -1, WEB_ADMIN_CELL_TEXT},
-    {"entity_id", -1, WEB_ADMIN_CELL_TEXT}, {"before", -1, WEB_ADMIN_CELL_TEXT},
-    {"after", -1, WEB_ADMIN_CELL_TEXT},
+    {"entity_id", -1, WEB_ADMIN_CELL_TEXT}, {"changes", -1, WEB_ADMIN_CELL_LINES},
+    {"before", -1, WEB_ADMIN_CELL_JSON},    {"after", -1, WEB_ADMIN_CELL_JSON},
 };
 static const struct web_admin_entity audit = {
     .name = "audit",

@@ -483,6 +483,23 @@ def test_audit_log_page(srv):
     page = c.get(srv.base + f"/admin/audit?user_id={aid}").text
     assert "tester" in page and admin in page and ">create<" in page
     assert "/admin/audit/new" not in page
+    # A deactivation shows what changed, not a cut JSON text; the whole
+    # before/after stays on the page, folded.
+    pid = user_id(srv, person)
+    assert post(c, srv, f"/admin/users/{pid}/deactivate").status_code == 303
+    page = c.get(srv.base + f"/admin/audit?user_id={aid}").text
+    row = re.search(r'<tr data-id="\d+">(.*?)</tr>', page, re.S).group(1)
+    assert ">deactivate<" in row
+    changes = re.search(r'<td class="col-changes">(.*?)</td>', row, re.S).group(1)
+    assert [html.unescape(x) for x in re.findall(r"<li>(.*?)</li>", changes)] == \
+        ["is_active: true -> false"]
+    before = html.unescape(re.search(r'<td class="col-before">.*?<pre>(.*?)</pre>', row,
+                                     re.S).group(1))
+    assert '"username":"%s"' % person in before and before.endswith("}")
+    # The export has the same lines and ISO times.
+    rows = list(csv.DictReader(io.StringIO(c.get(srv.base + f"/admin/audit/export?user_id={aid}").text)))
+    assert rows[0]["changes"] == "is_active: true -> false"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[0]["created_at"])
 
 
 # ---- dashboard and charts ---------------------------------------------------------
