@@ -302,7 +302,8 @@ int web_admin_entities_validate(const struct web_admin_entity *const *list, size
                 echo_err_set(err, "admin entity '%s' is described twice", name);
                 return -1;
             }
-        if (!e->title || !e->title[0] || !e->singular || !e->singular[0]) {
+        if (!e->title || !e->title[0] || !e->singular || !e->singular[0] || !e->plural ||
+            !e->plural[0]) {
             echo_err_set(err, "admin entity '%s' has no title", name);
             return -1;
         }
@@ -529,7 +530,8 @@ static void list_page(http_request *req, http_response *res, void *arg)
         json_t *o = column_json(col);
         if (col->sort >= 0) {
             bool sorted = !strcmp(p.sort_name, col->name);
-            const char *next = sorted && p.q.descending ? "asc" : "desc";
+            /* A new column sorts ascending first; a second click reverses it. */
+            const char *next = sorted && !p.q.descending ? "desc" : "asc";
             json_object_set_new(o, "sorted",
                                 json_string(sorted ? (p.q.descending ? "desc" : "asc") : ""));
             json_object_set_new(o, "sort_url",
@@ -545,6 +547,18 @@ static void list_page(http_request *req, http_response *res, void *arg)
                                          : "";
     const char *list_base = arena_printf(a, "/admin/%s%s%s%sper_page=%lld", e->name, base,
                                          base[0] ? "&" : "?", sort_qs, (long long)p.per_page);
+    if (p.page > pages) {
+        /* A page past the end (an old bookmark, rows deleted since): the
+         * last page, at its own URL. */
+        http_response_redirect(
+            res, HTTP_STATUS_FOUND,
+            pages > 1 ? arena_printf(a, "%s&page=%lld", list_base, (long long)pages) : list_base);
+        json_decref(rows);
+        json_decref(p.filter);
+        json_decref(columns);
+        strbuf_deinit(&fq);
+        return;
+    }
     json_t *pager =
         json_pack("{s:I,s:I,s:I,s:I}", "page", (json_int_t)p.page, "pages", (json_int_t)pages,
                   "per_page", (json_int_t)p.per_page, "total", (json_int_t)total);
@@ -571,8 +585,15 @@ static void list_page(http_request *req, http_response *res, void *arg)
     json_object_set_new(ctx, "rows", rows);
     json_object_set_new(ctx, "pager", pager);
     json_object_set_new(ctx, "filter", p.filter);
-    json_object_set_new(ctx, "export_url",
-                        json_string(arena_printf(a, "/admin/%s/export%s", e->name, base)));
+    /* The export is the list as shown: its filter and its order. */
+    json_object_set_new(
+        ctx, "export_url",
+        json_string(arena_printf(a, "/admin/%s/export%s%s%.*s", e->name, base,
+                                 sort_qs[0] ? (base[0] ? "&" : "?") : "",
+                                 sort_qs[0] ? (int)strlen(sort_qs) - 1 : 0, sort_qs)));
+    json_object_set_new(ctx, "count_text",
+                        json_string(arena_printf(a, "%lld %s", (long long)total,
+                                                 total == 1 ? e->singular : e->plural)));
     render(req, res, web_form_ok(p.filter) ? HTTP_STATUS_OK : HTTP_STATUS_BAD_REQUEST,
            "admin/list.html", ctx);
     json_decref(ctx);
@@ -1010,6 +1031,20 @@ static bool guard(http_request *req, http_response *res, void *arg)
     return web_admin_required(req, res);
 }
 
+/* GET /admin/ is the dashboard's URL typed with a slash: sent there, with
+ * its date range kept. */
+static void slash_redirect(http_request *req, http_response *res, void *arg)
+{
+    (void)arg;
+    struct strbuf sb;
+    strbuf_init(&sb);
+    qs_add(&sb, "from", http_request_query(req, "from"));
+    qs_add(&sb, "to", http_request_query(req, "to"));
+    http_response_redirect(res, HTTP_STATUS_MOVED_PERMANENTLY,
+                           arena_printf(http_request_arena(req), "/admin%s", strbuf_cstr(&sb)));
+    strbuf_deinit(&sb);
+}
+
 static int add(http_router *r, unsigned methods, const char *fmt, const char *name,
                http_handler_fn fn, const void *e, struct echo_err *err)
 {
@@ -1030,6 +1065,7 @@ int web_admin_register(web_app *app, struct echo_err *err)
     the_admin->app = app;
     http_router *r = web_app_router(app);
     http_router_add_hook(r, guard, NULL, NULL);
+    if (http_router_add(r, HTTP_GET, "/admin/", slash_redirect, NULL, err) != 0) goto fail;
     for (size_t i = 0; i < web_admin_entity_count; i++) {
         const struct web_admin_entity *e = web_admin_entities[i];
         const char *n = e->name;

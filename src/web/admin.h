@@ -108,6 +108,7 @@ struct web_admin_entity {
     const char *name;     /* URL segment and audit entity: [a-z]{2,32} */
     const char *title;    /* "Users" */
     const char *singular; /* "user" */
+    const char *plural;   /* "users" (row counts: "1 user", "2 users") */
     const struct web_admin_column *columns;
     size_t ncolumns;
     const struct web_admin_field *fields; /* the create/edit form */
@@ -185,6 +186,11 @@ void web_admin_format_date(int64_t t, char out[11]);
 json_t *web_admin_page_context(http_request *req);
 
 /* ---- the dashboard (admin_dashboard.c) ---------------------------------- */
+
+/* The charts' drawing size: the width of the dashboard's cards (the page
+ * scales the SVG to the card's width, the PNG download has this size). */
+#define WEB_ADMIN_CHART_WIDTH 1100
+#define WEB_ADMIN_CHART_HEIGHT 400
 
 /* GET /admin and /admin/charts/<name>; called by web_admin_register /
  * web_admin_unregister. */

@@ -346,6 +346,34 @@ def test_list_search_sort_paginate_filter_export(srv):
     assert f"'=cmd|calc{tag}@example.com" in emails
     assert not any(e.startswith("=") for e in emails)
     assert c.get(srv.base + "/admin/users/export?user_id=-1").status_code == 400
+    # The export link keeps the list's order too, and the export follows it.
+    page = c.get(srv.base + f"/admin/users?q=zz{tag}&sort=username&dir=desc").text
+    export = html.unescape(re.search(r'href="([^"]*/export[^"]*)"', page).group(1))
+    assert "sort=username" in export and "dir=desc" in export and f"q=zz{tag}" in export
+    rows = list(csv.reader(io.StringIO(c.get(srv.base + export).text)))
+    assert [row[1] for row in rows[1:]] == names[::-1]
+    # Times in the export are ISO 8601 UTC.
+    assert rows[-1][5] == "2020-09-13T12:26:40Z"
+    # An unsorted column sorts ascending first, the sorted one flips.
+    heads = dict((m[1], html.unescape(m[0])) for m in
+                 re.findall(r'<th[^>]*><a href="([^"]*sort=([a-z_]+)[^"]*)">', page))
+    assert "dir=asc" in heads["email"] and "dir=asc" in heads["username"]
+    page = c.get(srv.base + f"/admin/users?q=zz{tag}&sort=username&dir=asc").text
+    heads = dict((m[1], html.unescape(m[0])) for m in
+                 re.findall(r'<th[^>]*><a href="([^"]*sort=([a-z_]+)[^"]*)">', page))
+    assert "dir=desc" in heads["username"] and "dir=asc" in heads["email"]
+    # A page past the end goes to the last page, keeping the filter and order.
+    r = c.get(srv.base + f"/admin/users?q=zz{tag}&sort=username&dir=asc&page=999",
+              allow_redirects=False)
+    assert r.status_code == 302 and "page=2" in r.headers["Location"]
+    assert f"q=zz{tag}" in r.headers["Location"] and "sort=username" in r.headers["Location"]
+    r = c.get(srv.base + f"/admin/users?q=zz{tag}&page=999")
+    assert re.findall(r'<td class="col-username">([^<]*)</td>', r.text) == names[:5][::-1]
+    r = c.get(srv.base + "/admin/users?q=nobody-at-all&page=3", allow_redirects=False)
+    assert r.status_code == 302 and "&page=" not in r.headers["Location"]
+    # One row: singular noun.
+    r = c.get(srv.base + f"/admin/users?user_id={uid}")
+    assert ">1 user · page 1 of 1<" in r.text
 
 
 def test_last_admin_protection(srv):
@@ -468,11 +496,23 @@ def test_feedback_and_messages_read_only_lists(srv):
         assert c.get(srv.base + f"/admin/{entity}/new").status_code in (404, 405)
         rows = list(csv.reader(io.StringIO(c.get(srv.base + f"/admin/{entity}/export?user_id={pid}").text)))
         assert len(rows) == 2
+        assert (">1 feedback entry · " if entity == "feedback" else ">1 message · ") in page
         r = post(c, srv, f"/admin/{entity}/{rid}/delete")
         assert r.status_code == 303
         assert audit_rows(srv, entity, rid)[0][0] == "delete"
     assert sql(srv, "SELECT count(*) FROM feedback WHERE id = ?", (fid,))[0][0] == 0
     assert sql(srv, "SELECT count(*) FROM messages WHERE id = ?", (mid,))[0][0] == 0
+
+
+def test_admin_slash_redirects(srv):
+    c, _ = make_admin(srv)
+    r = c.get(srv.base + "/admin/", allow_redirects=False)
+    assert r.status_code == 301 and r.headers["Location"] == "/admin"
+    r = c.get(srv.base + "/admin/?from=2024-01-01&to=2024-01-31", allow_redirects=False)
+    assert r.headers["Location"] == "/admin?from=2024-01-01&to=2024-01-31"
+    # Still only for admins.
+    person, _ = signup(srv)
+    assert person.get(srv.base + "/admin/", allow_redirects=False).status_code == 403
 
 
 def test_audit_log_page(srv):
@@ -535,6 +575,20 @@ def test_dashboard_and_charts(srv):
     points = re.findall(r'<[a-z]+ class="pt"[^>]* data-label="([0-9-]+)" data-value="([^"]*)"', svg)
     assert len(points) == 22 and points[0][0] == "2019-12-20" and points[-1][0] == "2020-01-10"
     assert all(float(v) == 0 for _, v in points)
+    # The page: charts drawn at the cards' width, no title above the chart's own.
+    r = c.get(srv.base + "/admin")
+    assert re.search(r'<img class="chart-img"[^>]* width="1100" height="400"', r.text)
+    assert "<h2>Signups per day</h2>" not in r.text
+    assert 'width="1100" height="400" viewBox="0 0 1100 400"' in \
+        c.get(srv.base + "/admin/charts/messages.svg").text
+    # A range without data says so; one signup is "1 signup".
+    r = c.get(srv.base + "/admin?from=1991-01-01&to=1991-01-10")
+    assert "No signups from 1991-01-01 to 1991-01-10." in r.text
+    assert "No messages from 1991-01-01 to 1991-01-10." in r.text and "with 0" not in r.text
+    sql(srv, "UPDATE users SET created_at = ? WHERE id = ?", (794880000, pid))  # 1995-03-11
+    r = c.get(srv.base + "/admin?from=1995-03-01&to=1995-03-20")
+    assert "1 signup from 1995-03-01 to 1995-03-20; the busiest day was 1995-03-11 with 1." \
+        in r.text and "1 user in total" in r.text
     r = c.get(srv.base + "/admin/charts/signups.csv?from=%s&to=%s" % (day(now - 2 * 86400), day(now)))
     rows = list(csv.reader(io.StringIO(r.text)))
     assert rows[0] == ["date", "count", "cumulative"] and len(rows) == 4

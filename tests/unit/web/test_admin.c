@@ -115,6 +115,7 @@ static struct web_admin_entity good(void)
     struct web_admin_entity e = {.name = "things",
                                  .title = "Things",
                                  .singular = "thing",
+                                 .plural = "things",
                                  .columns = cols,
                                  .ncolumns = 2,
                                  .fields = fields,
@@ -152,6 +153,8 @@ static void test_descriptions(void **state)
     e = good(), e.name = "x";
     expect_invalid(&e, "name");
     e = good(), e.title = "";
+    expect_invalid(&e, "title");
+    e = good(), e.plural = NULL;
     expect_invalid(&e, "title");
     e = good(), e.ncolumns = 0;
     expect_invalid(&e, "no columns");
