@@ -796,7 +796,8 @@ static json_t *fields_json(const struct web_admin_entity *e, bool create)
         [WEB_ADMIN_TEXT] = "text",         [WEB_ADMIN_EMAIL] = "email",
         [WEB_ADMIN_PASSWORD] = "password", [WEB_ADMIN_NUMBER] = "number",
         [WEB_ADMIN_CHECKBOX] = "checkbox", [WEB_ADMIN_ROLES] = "roles",
-        [WEB_ADMIN_FILE] = "file"};
+        [WEB_ADMIN_FILE] = "file",         [WEB_ADMIN_USER] = "user",
+        [WEB_ADMIN_ROLE_NAME] = "role"};
     json_t *a = json_array();
     for (size_t i = 0; i < e->nfields; i++) {
         const struct web_admin_field *f = &e->fields[i];
@@ -811,6 +812,31 @@ static json_t *fields_json(const struct web_admin_entity *e, bool create)
                                            "required", required));
     }
     return a;
+}
+
+#define USER_CHOICES_MAX 200
+
+/* The users a user field offers ([{id, username}] by username): the first
+ * USER_CHOICES_MAX; others are typed (the field takes any username or id).
+ * An empty list when the database fails (the field still works). */
+static json_t *user_choices(http_request *req)
+{
+    db *d = web_db(req);
+    json_t *rows = NULL, *out = json_array();
+    struct echo_err err = {0};
+    struct db_admin_user_query q = {
+        .sort = DB_USER_SORT_USERNAME, .descending = false, .limit = USER_CHOICES_MAX};
+    if (!d || db_admin_user_list_json(d, &q, &rows, NULL, &err) != DB_OK) {
+        log_warn("admin: listing the users of a user field: %s", d ? err.msg : "no connection");
+        return out;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+        json_array_append_new(out, json_pack("{s:O,s:O}", "id", json_object_get(r, "id"),
+                                             "username", json_object_get(r, "username")));
+    json_decref(rows);
+    return out;
 }
 
 static void render_form(http_request *req, http_response *res, const struct web_admin_entity *e,
@@ -831,6 +857,10 @@ static void render_form(http_request *req, http_response *res, const struct web_
     json_object_set_new(ctx, "multipart", json_boolean(multipart));
     json_object_set_new(ctx, "item_id", id ? json_integer(id) : json_null());
     json_object_set_new(ctx, "known_roles", json_pack("[s,s,s]", "admin", "user", "moderator"));
+    bool picks_user = false;
+    for (size_t i = 0; i < e->nfields; i++)
+        picks_user = picks_user || e->fields[i].type == WEB_ADMIN_USER;
+    if (picks_user) json_object_set_new(ctx, "user_choices", user_choices(req));
     render(req, res, status, "admin/form.html", ctx);
     json_decref(ctx);
 }

@@ -77,6 +77,8 @@ enum web_admin_field_type {
     WEB_ADMIN_CHECKBOX,
     WEB_ADMIN_ROLES, /* checkboxes of the known roles */
     WEB_ADMIN_FILE,
+    WEB_ADMIN_USER,      /* a user: an id or a username (offered from a list) */
+    WEB_ADMIN_ROLE_NAME, /* a role: the known ones offered, another name typed */
 };
 struct web_admin_field {
     const char *name;

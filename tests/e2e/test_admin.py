@@ -237,6 +237,20 @@ def test_create_edit_deactivate_delete_user(srv):
     assert any("username" in e.lower() for e in errs)
     assert "Enter a valid email address." in errs
     assert any("8" in e for e in errs)
+    # A tampered role checkbox is refused, not dropped.
+    other = unique("new")
+    r = post(c, srv, "/admin/users/new", {"username": other, "email": f"{other}@example.com",
+                                          "password": PASSWORD, "roles": ["user", "superuser"],
+                                          "is_active": "1"})
+    assert r.status_code == 400
+    assert any("Only admin, user and moderator" in e for e in errors(r.text))
+    assert not sql(srv, "SELECT id FROM users WHERE username = ?", (other,))
+    r = post(c, srv, f"/admin/users/{uid}/edit", {"username": name, "email": f"{name}@example.com",
+                                                  "roles": ["admin", "superuser"],
+                                                  "is_active": "1"})
+    assert r.status_code == 400
+    assert [x[0] for x in sql(srv, "SELECT name FROM roles WHERE user_id = ? ORDER BY name",
+                              (uid,))] == ["moderator", "user"]
     r = post(c, srv, "/admin/users/new", {"username": name.upper(), "email": "o@example.com",
                                           "password": PASSWORD})
     assert r.status_code == 400 and "This username is already taken." in errors(r.text)
@@ -281,6 +295,7 @@ def test_create_edit_deactivate_delete_user(srv):
     assert all(os.path.exists(f) for f in files)
     page = c.get(srv.base + f"/admin/users/{uid}/delete").text
     assert "This cannot be undone." in page and html.escape(name + "x") in page
+    assert "<dt>message count</dt><dd>1</dd>" in page
     r = post(c, srv, f"/admin/users/{uid}/delete")
     assert r.status_code == 303
     for table in ("users", "messages", "feedback", "pictures", "roles", "sessions"):
@@ -429,10 +444,18 @@ def test_roles_create_edit_delete(srv):
     for bad in ("Admin", "x", "a" * 33, "no-dash", "ünï"):
         r = post(c, srv, "/admin/roles/new", {"user_id": str(pid), "name": bad})
         assert r.status_code == 400, bad
-    r = post(c, srv, "/admin/roles/new", {"user_id": "abc", "name": "beta_tester"})
-    assert r.status_code == 400 and any("id of a user" in e for e in errors(r.text))
-    r = post(c, srv, "/admin/roles/new", {"user_id": str(pid), "name": "beta_tester"})
-    assert r.status_code == 303
+    r = post(c, srv, "/admin/roles/new", {"user_id": "no such one", "name": "beta_tester"})
+    assert r.status_code == 400 and "Enter a username or the id of a user." in errors(r.text)
+    r = post(c, srv, "/admin/roles/new", {"user_id": unique("nobody"), "name": "beta_tester"})
+    assert r.status_code == 400 and "There is no user with this username." in errors(r.text)
+    # The form offers the known roles and the users; a username is resolved to the id.
+    page = c.get(srv.base + "/admin/roles/new").text
+    assert '<option value="moderator">' in page and '<input class="input" id="f-name"' in page
+    assert re.search(r'<option value="%s">#%d</option>' % (re.escape(person), pid), page)
+    r = post(c, srv, "/admin/roles/new", {"user_id": person, "name": "beta_tester"})
+    assert r.status_code == 303, r.text
+    assert sql(srv, "SELECT count(*) FROM roles WHERE user_id = ? AND name = 'beta_tester'",
+               (pid,))[0][0] == 1
     page = c.get(srv.base + f"/admin/roles?user_id={pid}").text
     assert "beta_tester" in page and "moderator" in page
     r = post(c, srv, f"/admin/roles/{rid}/edit", {"user_id": str(pid), "name": "editor"})
@@ -455,7 +478,9 @@ def test_pictures_upload_list_delete(srv):
     assert r.status_code == 303, r.text
     pic = sql(srv, "SELECT id, path FROM pictures WHERE user_id = ?", (pid,))[0]
     page = c.get(srv.base + f"/admin/pictures?user_id={pid}").text
-    thumb = re.search(r'<img class="admin-thumb" src="([^"]*)"', page).group(1)
+    thumb = re.search(r'<img class="admin-thumb" src="([^"]*)" width="64" height="64"',
+                      page).group(1)
+    assert "<th scope=\"col\">picture</th>" in page and "thumbnail" not in page
     r = c.get(srv.base + thumb)
     assert r.status_code == 200 and r.content[:4] == b"RIFF"
     # Not a picture, no file, no such user: form errors, nothing stored.
