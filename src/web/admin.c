@@ -148,24 +148,26 @@ void web_admin_format_date(int64_t t, char out[11])
 
 #define DIFF_VALUE_MAX 80
 
-/* One value of a diff line: compact JSON, cut on a UTF-8 boundary. */
-static void diff_value(struct strbuf *sb, const json_t *v)
+/* Text cut to DIFF_VALUE_MAX bytes on a UTF-8 boundary, with an ellipsis. */
+static void diff_cut(struct strbuf *sb, const char *s)
 {
-    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    if (!s) {
-        strbuf_puts(sb, "?");
-        return;
-    }
     size_t n = strlen(s);
     if (n > DIFF_VALUE_MAX) {
         n = DIFF_VALUE_MAX;
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
             n--;
         strbuf_append(sb, s, n);
-        strbuf_puts(sb, "\xe2\x80\xa6"); /* an ellipsis */
+        strbuf_puts(sb, "\xe2\x80\xa6");
     } else {
         strbuf_append(sb, s, n);
     }
+}
+
+/* One value of a diff line: compact JSON, cut. */
+static void diff_value(struct strbuf *sb, const json_t *v)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    diff_cut(sb, s ? s : "?");
     free(s);
 }
 
@@ -174,7 +176,9 @@ static void diff_line(json_t *out, const char *key, const json_t *old, const jso
 {
     struct strbuf sb;
     strbuf_init(&sb);
-    strbuf_printf(&sb, "%s: ", key);
+    /* Keys are the panel's own column names, but an old row may hold any. */
+    diff_cut(&sb, key);
+    strbuf_puts(&sb, ": ");
     if (old) diff_value(&sb, old);
     if (arrow) {
         strbuf_puts(&sb, " -> ");

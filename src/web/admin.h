@@ -169,8 +169,8 @@ void web_admin_csv_row(struct strbuf *out, const json_t *obj, const char *const 
  * What an audit row changed, one line per key whose value differs between
  * the before and after JSON texts (either may be NULL: a create lists the
  * new values, a delete the old ones): "key: old -> new", a key only after
- * as "key: new", only before as "key: old -> (none)"; values as compact
- * JSON cut to 80 bytes. Text that is not a JSON object gives one line
+ * as "key: new", only before as "key: old -> (none)"; keys and values
+ * (compact JSON) cut to 80 bytes and an ellipsis. Text that is not a JSON object gives one line
  * saying so. New reference (an array of strings).
  */
 json_t *web_admin_audit_changes(const char *before, const char *after);
