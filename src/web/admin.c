@@ -144,6 +144,89 @@ void web_admin_format_date(int64_t t, char out[11])
     }
 }
 
+/* ---- the audit log's diff ----------------------------------------------------- */
+
+#define DIFF_VALUE_MAX 80
+
+/* Text cut to DIFF_VALUE_MAX bytes on a UTF-8 boundary, with an ellipsis. */
+static void diff_cut(struct strbuf *sb, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > DIFF_VALUE_MAX) {
+        n = DIFF_VALUE_MAX;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+        strbuf_append(sb, s, n);
+        strbuf_puts(sb, "\xe2\x80\xa6");
+    } else {
+        strbuf_append(sb, s, n);
+    }
+}
+
+/* One value of a diff line: compact JSON, cut. */
+static void diff_value(struct strbuf *sb, const json_t *v)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    diff_cut(sb, s ? s : "?");
+    free(s);
+}
+
+static void diff_line(json_t *out, const char *key, const json_t *old, const json_t *now,
+                      bool arrow)
+{
+    struct strbuf sb;
+    strbuf_init(&sb);
+    /* Keys are the panel's own column names, but an old row may hold any. */
+    diff_cut(&sb, key);
+    strbuf_puts(&sb, ": ");
+    if (old) diff_value(&sb, old);
+    if (arrow) {
+        strbuf_puts(&sb, " -> ");
+        if (now)
+            diff_value(&sb, now);
+        else
+            strbuf_puts(&sb, "(none)");
+    } else if (now) {
+        diff_value(&sb, now);
+    }
+    json_array_append_new(out, json_string(strbuf_cstr(&sb)));
+    strbuf_deinit(&sb);
+}
+
+json_t *web_admin_audit_changes(const char *before, const char *after)
+{
+    json_t *out = json_array();
+    json_t *b = before ? json_loads(before, 0, NULL) : NULL;
+    json_t *a = after ? json_loads(after, 0, NULL) : NULL;
+    if ((before && !json_is_object(b)) || (after && !json_is_object(a))) {
+        json_array_append_new(out, json_string("(the record is not a JSON object)"));
+        goto done;
+    }
+    const char *key;
+    json_t *v;
+    if (!b || !a) {
+        /* A create or a delete: the whole row, as it became or as it was. */
+        json_object_foreach(a ? a : b, key, v) diff_line(out, key, NULL, v, false);
+        goto done;
+    }
+    json_object_foreach(b, key, v)
+    {
+        json_t *now = json_object_get(a, key);
+        if (!now)
+            diff_line(out, key, v, NULL, true);
+        else if (!json_equal(v, now))
+            diff_line(out, key, v, now, true);
+    }
+    json_object_foreach(a, key, v)
+    {
+        if (!json_object_get(b, key)) diff_line(out, key, NULL, v, false);
+    }
+done:
+    json_decref(a);
+    json_decref(b);
+    return out;
+}
+
 /* ---- CSV -------------------------------------------------------------------- */
 
 void web_admin_csv_cell(struct strbuf *out, const char *cell)
@@ -185,7 +268,7 @@ static void csv_value(struct strbuf *out, const json_t *v)
         json_t *x;
         json_array_foreach(v, i, x)
         {
-            if (i) strbuf_putc(&joined, ' ');
+            if (i) strbuf_puts(&joined, "; ");
             if (json_is_string(x)) strbuf_puts(&joined, json_string_value(x));
         }
         web_admin_csv_cell(out, strbuf_cstr(&joined));
@@ -223,7 +306,8 @@ int web_admin_entities_validate(const struct web_admin_entity *const *list, size
                 echo_err_set(err, "admin entity '%s' is described twice", name);
                 return -1;
             }
-        if (!e->title || !e->title[0] || !e->singular || !e->singular[0]) {
+        if (!e->title || !e->title[0] || !e->singular || !e->singular[0] || !e->plural ||
+            !e->plural[0]) {
             echo_err_set(err, "admin entity '%s' has no title", name);
             return -1;
         }
@@ -237,7 +321,7 @@ int web_admin_entities_validate(const struct web_admin_entity *const *list, size
                 echo_err_set(err, "admin entity '%s': column %zu has a bad name", name, c);
                 return -1;
             }
-            if ((int)e->columns[c].cell < 0 || e->columns[c].cell > WEB_ADMIN_CELL_IMAGE) {
+            if ((int)e->columns[c].cell < 0 || e->columns[c].cell > WEB_ADMIN_CELL_JSON) {
                 echo_err_set(err, "admin entity '%s': column '%s' has no cell kind", name, cn);
                 return -1;
             }
@@ -378,11 +462,11 @@ static void filter_query(const struct list_params *p, struct strbuf *sb)
 
 static json_t *column_json(const struct web_admin_column *col)
 {
-    static const char *const kinds[] = {[WEB_ADMIN_CELL_TEXT] = "text",
-                                        [WEB_ADMIN_CELL_TIME] = "time",
-                                        [WEB_ADMIN_CELL_BOOL] = "bool",
-                                        [WEB_ADMIN_CELL_LIST] = "list",
-                                        [WEB_ADMIN_CELL_IMAGE] = "image"};
+    static const char *const kinds[] = {
+        [WEB_ADMIN_CELL_TEXT] = "text",   [WEB_ADMIN_CELL_TIME] = "time",
+        [WEB_ADMIN_CELL_BOOL] = "bool",   [WEB_ADMIN_CELL_LIST] = "list",
+        [WEB_ADMIN_CELL_IMAGE] = "image", [WEB_ADMIN_CELL_LINES] = "lines",
+        [WEB_ADMIN_CELL_JSON] = "json"};
     return json_pack("{s:s,s:b,s:s}", "name", col->name, "sortable", col->sort >= 0, "cell",
                      kinds[col->cell]);
 }
@@ -450,7 +534,8 @@ static void list_page(http_request *req, http_response *res, void *arg)
         json_t *o = column_json(col);
         if (col->sort >= 0) {
             bool sorted = !strcmp(p.sort_name, col->name);
-            const char *next = sorted && p.q.descending ? "asc" : "desc";
+            /* A new column sorts ascending first; a second click reverses it. */
+            const char *next = sorted && !p.q.descending ? "desc" : "asc";
             json_object_set_new(o, "sorted",
                                 json_string(sorted ? (p.q.descending ? "desc" : "asc") : ""));
             json_object_set_new(o, "sort_url",
@@ -466,6 +551,18 @@ static void list_page(http_request *req, http_response *res, void *arg)
                                          : "";
     const char *list_base = arena_printf(a, "/admin/%s%s%s%sper_page=%lld", e->name, base,
                                          base[0] ? "&" : "?", sort_qs, (long long)p.per_page);
+    if (p.page > pages) {
+        /* A page past the end (an old bookmark, rows deleted since): the
+         * last page, at its own URL. */
+        http_response_redirect(
+            res, HTTP_STATUS_FOUND,
+            pages > 1 ? arena_printf(a, "%s&page=%lld", list_base, (long long)pages) : list_base);
+        json_decref(rows);
+        json_decref(p.filter);
+        json_decref(columns);
+        strbuf_deinit(&fq);
+        return;
+    }
     json_t *pager =
         json_pack("{s:I,s:I,s:I,s:I}", "page", (json_int_t)p.page, "pages", (json_int_t)pages,
                   "per_page", (json_int_t)p.per_page, "total", (json_int_t)total);
@@ -492,8 +589,15 @@ static void list_page(http_request *req, http_response *res, void *arg)
     json_object_set_new(ctx, "rows", rows);
     json_object_set_new(ctx, "pager", pager);
     json_object_set_new(ctx, "filter", p.filter);
-    json_object_set_new(ctx, "export_url",
-                        json_string(arena_printf(a, "/admin/%s/export%s", e->name, base)));
+    /* The export is the list as shown: its filter and its order. */
+    json_object_set_new(
+        ctx, "export_url",
+        json_string(arena_printf(a, "/admin/%s/export%s%s%.*s", e->name, base,
+                                 sort_qs[0] ? (base[0] ? "&" : "?") : "",
+                                 sort_qs[0] ? (int)strlen(sort_qs) - 1 : 0, sort_qs)));
+    json_object_set_new(ctx, "count_text",
+                        json_string(arena_printf(a, "%lld %s", (long long)total,
+                                                 total == 1 ? e->singular : e->plural)));
     render(req, res, web_form_ok(p.filter) ? HTTP_STATUS_OK : HTTP_STATUS_BAD_REQUEST,
            "admin/list.html", ctx);
     json_decref(ctx);
@@ -542,7 +646,20 @@ static void export_csv(http_request *req, http_response *res, void *arg)
         }
         size_t i, got = json_array_size(rows);
         json_t *row;
-        json_array_foreach(rows, i, row) web_admin_csv_row(&csv, row, keys, e->ncolumns);
+        json_array_foreach(rows, i, row)
+        {
+            /* Times as ISO 8601 UTC, like the charts' CSVs: a spreadsheet
+             * reads them, a person too. */
+            for (size_t c = 0; c < e->ncolumns; c++) {
+                json_t *t = json_object_get(row, keys[c]);
+                if (e->columns[c].cell != WEB_ADMIN_CELL_TIME || !json_is_integer(t)) continue;
+                char iso[32];
+                json_object_set_new(
+                    row, keys[c],
+                    json_string(db_time_iso(json_integer_value(t), iso, sizeof(iso))));
+            }
+            web_admin_csv_row(&csv, row, keys, e->ncolumns);
+        }
         json_decref(rows);
         p.q.offset += (int64_t)got;
         if ((int64_t)got < p.q.limit) break;
@@ -683,17 +800,47 @@ static json_t *fields_json(const struct web_admin_entity *e, bool create)
         [WEB_ADMIN_TEXT] = "text",         [WEB_ADMIN_EMAIL] = "email",
         [WEB_ADMIN_PASSWORD] = "password", [WEB_ADMIN_NUMBER] = "number",
         [WEB_ADMIN_CHECKBOX] = "checkbox", [WEB_ADMIN_ROLES] = "roles",
-        [WEB_ADMIN_FILE] = "file"};
+        [WEB_ADMIN_FILE] = "file",         [WEB_ADMIN_USER] = "user",
+        [WEB_ADMIN_ROLE_NAME] = "role"};
     json_t *a = json_array();
     for (size_t i = 0; i < e->nfields; i++) {
         const struct web_admin_field *f = &e->fields[i];
         bool required = f->type != WEB_ADMIN_CHECKBOX && f->type != WEB_ADMIN_ROLES &&
                         !(f->type == WEB_ADMIN_PASSWORD && !create);
+        char hint[256];
+        /* An edit may keep the password: the field says so only there. */
+        snprintf(hint, sizeof(hint), "%s%s", f->hint ? f->hint : "",
+                 f->type == WEB_ADMIN_PASSWORD && !create ? " Leave empty to keep it." : "");
         json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:b}", "name", f->name, "label",
-                                           f->label, "type", types[f->type], "hint",
-                                           f->hint ? f->hint : "", "required", required));
+                                           f->label, "type", types[f->type], "hint", hint,
+                                           "required", required));
     }
     return a;
+}
+
+#define USER_CHOICES_MAX 200
+
+/* The users a user field offers ([{id, username}] by username): the first
+ * USER_CHOICES_MAX; others are typed (the field takes any username or id).
+ * An empty list when the database fails (the field still works). */
+static json_t *user_choices(http_request *req)
+{
+    db *d = web_db(req);
+    json_t *rows = NULL, *out = json_array();
+    struct echo_err err = {0};
+    struct db_admin_user_query q = {
+        .sort = DB_USER_SORT_USERNAME, .descending = false, .limit = USER_CHOICES_MAX};
+    if (!d || db_admin_user_list_json(d, &q, &rows, NULL, &err) != DB_OK) {
+        log_warn("admin: listing the users of a user field: %s", d ? err.msg : "no connection");
+        return out;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+        json_array_append_new(out, json_pack("{s:O,s:O}", "id", json_object_get(r, "id"),
+                                             "username", json_object_get(r, "username")));
+    json_decref(rows);
+    return out;
 }
 
 static void render_form(http_request *req, http_response *res, const struct web_admin_entity *e,
@@ -714,6 +861,10 @@ static void render_form(http_request *req, http_response *res, const struct web_
     json_object_set_new(ctx, "multipart", json_boolean(multipart));
     json_object_set_new(ctx, "item_id", id ? json_integer(id) : json_null());
     json_object_set_new(ctx, "known_roles", json_pack("[s,s,s]", "admin", "user", "moderator"));
+    bool picks_user = false;
+    for (size_t i = 0; i < e->nfields; i++)
+        picks_user = picks_user || e->fields[i].type == WEB_ADMIN_USER;
+    if (picks_user) json_object_set_new(ctx, "user_choices", user_choices(req));
     render(req, res, status, "admin/form.html", ctx);
     json_decref(ctx);
 }
@@ -914,6 +1065,20 @@ static bool guard(http_request *req, http_response *res, void *arg)
     return web_admin_required(req, res);
 }
 
+/* GET /admin/ is the dashboard's URL typed with a slash: sent there, with
+ * its date range kept. */
+static void slash_redirect(http_request *req, http_response *res, void *arg)
+{
+    (void)arg;
+    struct strbuf sb;
+    strbuf_init(&sb);
+    qs_add(&sb, "from", http_request_query(req, "from"));
+    qs_add(&sb, "to", http_request_query(req, "to"));
+    http_response_redirect(res, HTTP_STATUS_MOVED_PERMANENTLY,
+                           arena_printf(http_request_arena(req), "/admin%s", strbuf_cstr(&sb)));
+    strbuf_deinit(&sb);
+}
+
 static int add(http_router *r, unsigned methods, const char *fmt, const char *name,
                http_handler_fn fn, const void *e, struct echo_err *err)
 {
@@ -934,6 +1099,7 @@ int web_admin_register(web_app *app, struct echo_err *err)
     the_admin->app = app;
     http_router *r = web_app_router(app);
     http_router_add_hook(r, guard, NULL, NULL);
+    if (http_router_add(r, HTTP_GET, "/admin/", slash_redirect, NULL, err) != 0) goto fail;
     for (size_t i = 0; i < web_admin_entity_count; i++) {
         const struct web_admin_entity *e = web_admin_entities[i];
         const char *n = e->name;

@@ -55,6 +55,8 @@ enum web_admin_cell {
     WEB_ADMIN_CELL_BOOL,  /* yes / no */
     WEB_ADMIN_CELL_LIST,  /* an array of strings, joined */
     WEB_ADMIN_CELL_IMAGE, /* a picture URL, shown as a thumbnail */
+    WEB_ADMIN_CELL_LINES, /* an array of strings, one per line, never cut */
+    WEB_ADMIN_CELL_JSON,  /* JSON text, whole, folded in a <details> */
 };
 
 /* One shown column: the key of a row object (also its header, through the
@@ -75,6 +77,8 @@ enum web_admin_field_type {
     WEB_ADMIN_CHECKBOX,
     WEB_ADMIN_ROLES, /* checkboxes of the known roles */
     WEB_ADMIN_FILE,
+    WEB_ADMIN_USER,      /* a user: an id or a username (offered from a list) */
+    WEB_ADMIN_ROLE_NAME, /* a role: the known ones offered, another name typed */
 };
 struct web_admin_field {
     const char *name;
@@ -106,6 +110,7 @@ struct web_admin_entity {
     const char *name;     /* URL segment and audit entity: [a-z]{2,32} */
     const char *title;    /* "Users" */
     const char *singular; /* "user" */
+    const char *plural;   /* "users" (row counts: "1 user", "2 users") */
     const struct web_admin_column *columns;
     size_t ncolumns;
     const struct web_admin_field *fields; /* the create/edit form */
@@ -155,10 +160,20 @@ int web_admin_check_last_admin(db *d, json_t *form, struct echo_err *err);
  */
 void web_admin_csv_cell(struct strbuf *out, const char *cell);
 /* Appends a row of the given keys of obj (strings as they are, numbers,
- * booleans as true/false, arrays joined with spaces, null as empty),
+ * booleans as true/false, arrays joined with "; ", null as empty),
  * comma-separated and ended by CRLF. */
 void web_admin_csv_row(struct strbuf *out, const json_t *obj, const char *const *keys,
                        size_t nkeys);
+
+/*
+ * What an audit row changed, one line per key whose value differs between
+ * the before and after JSON texts (either may be NULL: a create lists the
+ * new values, a delete the old ones): "key: old -> new", a key only after
+ * as "key: new", only before as "key: old -> (none)"; keys and values
+ * (compact JSON) cut to 80 bytes and an ellipsis. Text that is not a JSON object gives one line
+ * saying so. New reference (an array of strings).
+ */
+json_t *web_admin_audit_changes(const char *before, const char *after);
 
 /* ---- dates ------------------------------------------------------------------ */
 
@@ -173,6 +188,11 @@ void web_admin_format_date(int64_t t, char out[11]);
 json_t *web_admin_page_context(http_request *req);
 
 /* ---- the dashboard (admin_dashboard.c) ---------------------------------- */
+
+/* The charts' drawing size: the width of the dashboard's cards (the page
+ * scales the SVG to the card's width, the PNG download has this size). */
+#define WEB_ADMIN_CHART_WIDTH 1100
+#define WEB_ADMIN_CHART_HEIGHT 400
 
 /* GET /admin and /admin/charts/<name>; called by web_admin_register /
  * web_admin_unregister. */

@@ -210,6 +210,8 @@ static int chart_svg_from(enum web_admin_chart which, const struct media_chart_p
                                  .x_label = c->x_label,
                                  .y_label = c->y_label,
                                  .unit = c->unit,
+                                 .width = WEB_ADMIN_CHART_WIDTH,
+                                 .height = WEB_ADMIN_CHART_HEIGHT,
                                  .cumulative_base = base,
                                  .cumulative_label = "total users"};
     unsigned flags = which == WEB_ADMIN_CHART_SIGNUPS    ? MEDIA_CHART_BARS | MEDIA_CHART_CUMULATIVE
@@ -233,31 +235,47 @@ int web_admin_chart_svg(db *d, enum web_admin_chart which, int64_t from, int64_t
     return s;
 }
 
+/* "1 signup", "2 signups": the units are plural nouns ending in s. */
+static void count_noun(char *out, size_t size, double v, const char *plural)
+{
+    size_t n = strlen(plural);
+    if (v == 1 && n > 1 && plural[n - 1] == 's')
+        snprintf(out, size, "1 %.*s", (int)(n - 1), plural);
+    else
+        snprintf(out, size, "%.0f %s", v, plural);
+}
+
 /* A sentence for the text alternative below each chart. */
 static json_t *summary(enum web_admin_chart which, const struct media_chart_point *pts, size_t n,
                        double base)
 {
-    char buf[512];
-    if (n == 0) return json_string("No data yet.");
+    char buf[512], count[96], most[96];
     double total = 0;
     size_t hi = 0;
     for (size_t i = 0; i < n; i++) {
         total += pts[i].value;
         if (pts[i].value > pts[hi].value) hi = i;
     }
-    if (which == WEB_ADMIN_CHART_LENGTHS)
+    /* A range of days without any is no data either: no "busiest day with 0". */
+    if (n == 0 || total == 0) {
+        if (n == 0 || which == WEB_ADMIN_CHART_LENGTHS) return json_string("No data yet.");
+        snprintf(buf, sizeof(buf), "No %s from %s to %s.", charts[which].unit, pts[0].label,
+                 pts[n - 1].label);
+    } else if (which == WEB_ADMIN_CHART_LENGTHS) {
+        count_noun(count, sizeof(count), total, "answers");
+        count_noun(most, sizeof(most), pts[hi].value, "answers");
         snprintf(buf, sizeof(buf),
-                 "%.0f answers with a known length; the most common length is %s tokens (%.0f "
-                 "answers).",
-                 total, pts[hi].label, pts[hi].value);
-    else
-        snprintf(buf, sizeof(buf), "%.0f %s from %s to %s; the busiest day was %s with %.0f.%s",
-                 total, charts[which].unit, pts[0].label, pts[n - 1].label, pts[hi].label,
-                 pts[hi].value, which == WEB_ADMIN_CHART_SIGNUPS ? "" : "");
+                 "%s with a known length; the most common length is %s tokens (%s).", count,
+                 pts[hi].label, most);
+    } else {
+        count_noun(count, sizeof(count), total, charts[which].unit);
+        snprintf(buf, sizeof(buf), "%s from %s to %s; the busiest day was %s with %.0f.", count,
+                 pts[0].label, pts[n - 1].label, pts[hi].label, pts[hi].value);
+    }
     if (which == WEB_ADMIN_CHART_SIGNUPS) {
         size_t len = strlen(buf);
-        snprintf(buf + len, sizeof(buf) - len, " %.0f users in total at the end of the range.",
-                 base + total);
+        count_noun(count, sizeof(count), base + total, "users");
+        snprintf(buf + len, sizeof(buf) - len, " %s in total at the end of the range.", count);
     }
     return json_string(buf);
 }
@@ -395,6 +413,8 @@ static void dashboard(http_request *req, http_response *res, void *arg)
     json_object_set_new(ctx, "totals", totals);
     json_object_set_new(ctx, "range_form", form);
     json_object_set_new(ctx, "charts", list ? list : json_array());
+    json_object_set_new(ctx, "chart_width", json_integer(WEB_ADMIN_CHART_WIDTH));
+    json_object_set_new(ctx, "chart_height", json_integer(WEB_ADMIN_CHART_HEIGHT));
     web_app_render(dash_app, req, res, ok ? HTTP_STATUS_OK : HTTP_STATUS_BAD_REQUEST,
                    "admin/dashboard.html", ctx);
     http_response_set_header(res, "Cache-Control", "no-store");

@@ -34,8 +34,11 @@ static struct db_filter filter_of(const struct web_admin_query *q)
     return f;
 }
 
-/* A posted positive id field; 0 with an error on the form otherwise. */
-static int64_t form_id(http_request *req, json_t *form, const char *name)
+/* A posted user field: a positive id, or a username looked up. 0 with an
+ * error on the form when malformed or unknown; -1 on a database error
+ * (in err). An id is not checked here: the change's foreign key does. */
+static int64_t form_user(http_request *req, db *d, json_t *form, const char *name,
+                         struct echo_err *err)
 {
     const char *s = web_form_field_trimmed(req, name);
     web_form_data(form, name, s);
@@ -43,11 +46,20 @@ static int64_t form_id(http_request *req, json_t *form, const char *name)
     size_t i = 0;
     for (; s[i] >= '0' && s[i] <= '9' && i < 18; i++)
         v = v * 10 + (s[i] - '0');
-    if (!s[0] || s[i] || s[0] == '0') {
-        web_form_error(form, name, "Enter the id of a user (a positive number).");
+    if (s[0] && !s[i] && s[0] != '0') return v;
+    if (!db_username_valid(s)) {
+        web_form_error(form, name, "Enter a username or the id of a user.");
         return 0;
     }
-    return v;
+    struct db_user u = {0};
+    int st = db_user_find_by_username(d, s, &u, err);
+    v = u.id;
+    db_user_deinit(&u);
+    if (st == DB_NOT_FOUND) {
+        web_form_error(form, name, "There is no user with this username.");
+        return 0;
+    }
+    return st == DB_OK ? v : -1;
 }
 
 /* ---- users -------------------------------------------------------------------- */
@@ -69,6 +81,14 @@ static int user_get(db *d, int64_t id, json_t **row, struct echo_err *err)
         return s;
     }
     json_object_set_new(o, "roles", roles);
+    /* As in the list (the delete confirmation shows what goes with it). */
+    int64_t messages = 0;
+    s = db_message_count_user(d, id, &messages, err);
+    if (s != DB_OK) {
+        json_decref(o);
+        return s;
+    }
+    json_object_set_new(o, "message_count", json_integer(messages));
     *row = o;
     return DB_OK;
 }
@@ -126,6 +146,22 @@ static int user_save(http_request *req, db *d, struct web_admin_change *ch, stru
         if (role_posted(req, known_roles[i]))
             json_array_append_new(roles, json_string(known_roles[i]));
     json_object_set_new(json_object_get(form, "data"), "roles", roles);
+    /* The checkboxes only send known roles: anything else is a tampered
+     * form, refused rather than silently dropped. */
+    size_t np;
+    const struct http_param *posted = http_request_form_list(req, &np);
+    for (size_t i = 0; i < np; i++) {
+        if (strcmp(posted[i].name, "roles") != 0) continue;
+        bool known = false;
+        for (size_t k = 0; k < NKNOWN; k++)
+            known = known || !strcmp(posted[i].value, known_roles[k]);
+        if (!known) {
+            web_form_error(form, "roles",
+                           "Only admin, user and moderator are set here; give other roles in "
+                           "the Roles view.");
+            break;
+        }
+    }
     if (!db_username_valid(username))
         web_form_error(form, "username",
                        "A username is 3 to 32 letters, digits, dots, dashes or underscores.");
@@ -146,8 +182,17 @@ static int user_save(http_request *req, db *d, struct web_admin_change *ch, stru
         if (s == DB_OK) s = db_user_update_profile(d, ch->id, username, email, err);
         if (s == DB_OK && hash[0]) s = db_user_set_password_hash(d, ch->id, hash, err);
         if (s == DB_OK) s = db_user_set_active(d, ch->id, active, err);
-        /* A deactivated person's sessions end at once. */
-        if (s == DB_OK && !active) s = db_session_delete_user(d, ch->id, NULL, NULL, err);
+        /* A deactivated person's sessions end at once; so do they after a new
+         * password, as with the profile's own change (whoever knew the old
+         * one is logged out) - but an admin editing themself keeps the
+         * session doing it. */
+        if (s == DB_OK && (!active || hash[0])) {
+            const struct sec_session *mine = web_session(req);
+            const unsigned char *keep = NULL;
+            if (active && mine && web_user(req) && web_user(req)->id == ch->id)
+                keep = mine->id_hash;
+            s = db_session_delete_user(d, ch->id, keep, NULL, err);
+        }
     } else {
         s = db_user_create(d, username, email, hash, active, 0, &ch->id, err);
     }
@@ -164,6 +209,10 @@ static int user_save(http_request *req, db *d, struct web_admin_change *ch, stru
     }
     if (s == DB_OK) s = web_admin_check_last_admin(d, form, err);
     if (s == DB_OK) s = user_get(d, ch->id, &ch->after, err);
+    /* The row only says has_password; the audit needs to show that this
+     * change set a new one (never the hash). */
+    if (s == DB_OK && ch->before && hash[0])
+        json_object_set_new(ch->after, "password_changed", json_true());
     ch->user_changed = ch->id;
 out:
     sodium_memzero(hash, sizeof(hash));
@@ -211,7 +260,7 @@ static const struct web_admin_field user_fields[] = {
     {"username", "Username", WEB_ADMIN_TEXT,
      "3 to 32 letters, digits, dots, dashes or underscores."},
     {"email", "Email", WEB_ADMIN_EMAIL, NULL},
-    {"password", "Password", WEB_ADMIN_PASSWORD, "At least 8 characters; leave empty to keep it."},
+    {"password", "Password", WEB_ADMIN_PASSWORD, "At least 8 characters."},
     {"roles", "Roles", WEB_ADMIN_ROLES, NULL},
     {"is_active", "Active (may log in)", WEB_ADMIN_CHECKBOX, NULL},
 };
@@ -219,6 +268,7 @@ static const struct web_admin_entity users = {
     .name = "users",
     .title = "Users",
     .singular = "user",
+    .plural = "users",
     .columns = user_columns,
     .ncolumns = sizeof(user_columns) / sizeof(user_columns[0]),
     .fields = user_fields,
@@ -257,7 +307,8 @@ static int role_list(db *d, const struct web_admin_query *q, json_t **rows, int6
 static int role_save(http_request *req, db *d, struct web_admin_change *ch, struct echo_err *err)
 {
     json_t *form = ch->form;
-    int64_t user_id = form_id(req, form, "user_id");
+    int64_t user_id = form_user(req, d, form, "user_id", err);
+    if (user_id < 0) return DB_ERROR;
     const char *name = web_form_field_trimmed(req, "name");
     web_form_data(form, "name", name);
     if (!db_role_name_valid(name))
@@ -302,14 +353,15 @@ static const struct web_admin_column role_columns[] = {
     {"created_at", -1, WEB_ADMIN_CELL_TIME},
 };
 static const struct web_admin_field role_fields[] = {
-    {"user_id", "User id", WEB_ADMIN_NUMBER, NULL},
-    {"name", "Role", WEB_ADMIN_TEXT,
+    {"user_id", "User", WEB_ADMIN_USER, "A username or a user id."},
+    {"name", "Role", WEB_ADMIN_ROLE_NAME,
      "admin, user, moderator, or another name of 2 to 32 a-z and '_'."},
 };
 static const struct web_admin_entity roles = {
     .name = "roles",
     .title = "Roles",
     .singular = "role",
+    .plural = "roles",
     .columns = role_columns,
     .ncolumns = sizeof(role_columns) / sizeof(role_columns[0]),
     .fields = role_fields,
@@ -335,7 +387,7 @@ static void add_thumbnail(json_t *o)
         media_avatar_id_valid(path + strlen("avatars/")))
         snprintf(url, sizeof(url), "/media/avatars/%s-%d.webp", path + strlen("avatars/"),
                  MEDIA_AVATAR_SMALL);
-    json_object_set_new(o, "thumbnail_url", json_string(url));
+    json_object_set_new(o, "picture", json_string(url));
 }
 
 static int picture_get(db *d, int64_t id, json_t **row, struct echo_err *err)
@@ -365,7 +417,8 @@ static int picture_list(db *d, const struct web_admin_query *q, json_t **rows, i
 static int picture_save(http_request *req, db *d, struct web_admin_change *ch, struct echo_err *err)
 {
     json_t *form = ch->form;
-    int64_t user_id = form_id(req, form, "user_id");
+    int64_t user_id = form_user(req, d, form, "user_id", err);
+    if (user_id < 0) return DB_ERROR;
     const struct http_file *f = http_request_file(req, "picture");
     if (!f || (!f->filename[0] && f->size == 0))
         web_form_error(form, "picture", "Choose a picture to upload.");
@@ -413,19 +466,20 @@ static int picture_remove(http_request *req, db *d, struct web_admin_change *ch,
 }
 
 static const struct web_admin_column picture_columns[] = {
-    {"id", -1, WEB_ADMIN_CELL_TEXT},         {"thumbnail_url", -1, WEB_ADMIN_CELL_IMAGE},
+    {"id", -1, WEB_ADMIN_CELL_TEXT},         {"picture", -1, WEB_ADMIN_CELL_IMAGE},
     {"user_id", -1, WEB_ADMIN_CELL_TEXT},    {"username", -1, WEB_ADMIN_CELL_TEXT},
     {"width", -1, WEB_ADMIN_CELL_TEXT},      {"bytes", -1, WEB_ADMIN_CELL_TEXT},
     {"created_at", -1, WEB_ADMIN_CELL_TIME},
 };
 static const struct web_admin_field picture_fields[] = {
-    {"user_id", "User id", WEB_ADMIN_NUMBER, NULL},
+    {"user_id", "User", WEB_ADMIN_USER, "A username or a user id."},
     {"picture", "Picture", WEB_ADMIN_FILE, "JPEG, PNG, WebP or GIF; it becomes a 256 px square."},
 };
 static const struct web_admin_entity pictures = {
     .name = "pictures",
     .title = "Pictures",
     .singular = "picture",
+    .plural = "pictures",
     .columns = picture_columns,
     .ncolumns = sizeof(picture_columns) / sizeof(picture_columns[0]),
     .fields = picture_fields,
@@ -476,7 +530,8 @@ static const struct web_admin_column feedback_columns[] = {
 static const struct web_admin_entity feedback = {
     .name = "feedback",
     .title = "Feedback",
-    .singular = "feedback",
+    .singular = "feedback entry",
+    .plural = "feedback entries",
     .columns = feedback_columns,
     .ncolumns = sizeof(feedback_columns) / sizeof(feedback_columns[0]),
     .dated = true,
@@ -527,6 +582,7 @@ static const struct web_admin_entity messages = {
     .name = "messages",
     .title = "Messages",
     .singular = "message",
+    .plural = "messages",
     .columns = message_columns,
     .ncolumns = sizeof(message_columns) / sizeof(message_columns[0]),
     .dated = true,
@@ -542,7 +598,15 @@ static int audit_list(db *d, const struct web_admin_query *q, json_t **rows, int
                       struct echo_err *err)
 {
     struct db_filter f = filter_of(q);
-    return db_audit_list_json(d, &f, rows, total, err);
+    int s = db_audit_list_json(d, &f, rows, total, err);
+    size_t i;
+    json_t *o;
+    if (s == DB_OK)
+        json_array_foreach(*rows, i, o) json_object_set_new(
+            o, "changes",
+            web_admin_audit_changes(json_string_value(json_object_get(o, "before")),
+                                    json_string_value(json_object_get(o, "after"))));
+    return s;
 }
 
 /* The log is only listed; a single row is not looked up by id. */
@@ -559,13 +623,14 @@ static const struct web_admin_column audit_columns[] = {
     {"id", -1, WEB_ADMIN_CELL_TEXT},        {"created_at", -1, WEB_ADMIN_CELL_TIME},
     {"actor_id", -1, WEB_ADMIN_CELL_TEXT},  {"actor_name", -1, WEB_ADMIN_CELL_TEXT},
     {"action", -1, WEB_ADMIN_CELL_TEXT},    {"entity", -1, WEB_ADMIN_CELL_TEXT},
-    {"entity_id", -1, WEB_ADMIN_CELL_TEXT}, {"before", -1, WEB_ADMIN_CELL_TEXT},
-    {"after", -1, WEB_ADMIN_CELL_TEXT},
+    {"entity_id", -1, WEB_ADMIN_CELL_TEXT}, {"changes", -1, WEB_ADMIN_CELL_LINES},
+    {"before", -1, WEB_ADMIN_CELL_JSON},    {"after", -1, WEB_ADMIN_CELL_JSON},
 };
 static const struct web_admin_entity audit = {
     .name = "audit",
     .title = "Audit log",
     .singular = "audit entry",
+    .plural = "audit entries",
     .columns = audit_columns,
     .ncolumns = sizeof(audit_columns) / sizeof(audit_columns[0]),
     .dated = true,

@@ -230,13 +230,16 @@ ADMIN_USER_COLUMNS = [
     {"name": "created_at", "sortable": True, "sorted": "", "cell": "time",
      "sort_url": "/admin/users?sort=created_at&dir=desc"},
     {"name": "last_login_at", "sortable": False, "cell": "time"},
-    {"name": "thumbnail_url", "sortable": False, "cell": "image"},
+    {"name": "picture", "sortable": False, "cell": "image"},
+    {"name": "changes", "sortable": False, "cell": "lines"},
+    {"name": "before", "sortable": False, "cell": "json"},
 ]
 ADMIN_USER_ROWS = [
     {"id": 1, "username": "grace", "roles": ["admin"], "is_active": True, "created_at": NOW,
-     "last_login_at": None, "thumbnail_url": "/static/img/logo.svg"},
+     "last_login_at": None, "picture": "/static/img/logo.svg",
+     "changes": ["is_active: true -> false", XSS], "before": '{"a":"' + XSS + '"}'},
     {"id": 2, "username": XSS, "roles": [], "is_active": False, "created_at": NOW - 86400,
-     "last_login_at": NOW, "thumbnail_url": ""},
+     "last_login_at": NOW, "picture": "", "changes": [], "before": None},
 ]
 ADMIN_PAGER = {"page": 1, "pages": 3, "per_page": 25, "total": 60,
                "next_url": "/admin/users?per_page=25&page=2",
@@ -249,6 +252,10 @@ ADMIN_USER_FIELDS = [
     {"name": "roles", "label": "Roles", "type": "roles", "hint": "", "required": False},
     {"name": "is_active", "label": "Active", "type": "checkbox", "hint": "", "required": False},
     {"name": "user_id", "label": "User id", "type": "number", "hint": "", "required": True},
+    {"name": "owner", "label": "User", "type": "user", "hint": "A username or a user id.",
+     "required": True},
+    {"name": "name", "label": "Role", "type": "role", "hint": "admin, user, moderator",
+     "required": True},
     {"name": "picture", "label": "Picture", "type": "file", "hint": "", "required": True},
 ]
 ADMIN_CHARTS = [{"name": n, "title": t, "points": 30, "summary": "12 signups; " + XSS,
@@ -259,6 +266,7 @@ ADMIN_CHARTS = [{"name": n, "title": t, "points": 30, "summary": "12 signups; " 
 SAMPLES.update({
     "admin_dashboard": ("admin/dashboard.html", base(
         user=ADMIN, active="admin", admin_menu=ADMIN_MENU, charts=ADMIN_CHARTS,
+        chart_width=1100, chart_height=400,
         totals={"users": 100000, "active_7d": 1234, "messages": 1000000, "feedback": 7,
                 "avg_tokens_per_second": 12.5},
         range_form={"data": {"from": "2025-10-26", "to": "2025-11-24"}, "errors": {}})),
@@ -272,21 +280,25 @@ SAMPLES.update({
         user=ADMIN, active="admin", admin_menu=ADMIN_MENU, entity=ADMIN_USERS,
         columns=ADMIN_USER_COLUMNS, rows=ADMIN_USER_ROWS, pager=ADMIN_PAGER,
         filter={"data": {"q": XSS, "user_id": "x"}, "errors": {"user_id": ["A user id is a positive number."]}},
-        export_url="/admin/users/export?q=a",
+        export_url="/admin/users/export?q=a", count_text="60 users",
         flashes=[{"category": "success", "text": "User 3 created."}])),
     "admin_list_empty": ("admin/list.html", base(
         user=ADMIN, active="admin", admin_menu=ADMIN_MENU,
         entity=dict(ADMIN_USERS, name="audit", title="Audit log", searchable=False,
                     creatable=False, editable=False, deletable=False, deactivatable=False),
         columns=ADMIN_USER_COLUMNS[:2], rows=[], filter={"data": {}, "errors": {}}, export_url="/admin/audit/export",
+        count_text="0 audit entries",
         pager={"page": 1, "pages": 1, "per_page": 25, "total": 0, "sizes": []})),
     "admin_form": ("admin/form.html", base(
         user=ADMIN, active="admin", admin_menu=ADMIN_MENU, entity=ADMIN_USERS,
         fields=ADMIN_USER_FIELDS, action="/admin/users/2/edit", multipart=True, item_id=2,
         known_roles=["admin", "user", "moderator"],
+        user_choices=[{"id": 1, "username": "grace"}, {"id": 2, "username": XSS}],
         form={"data": {"username": XSS, "email": ATTR_XSS, "roles": ["admin"], "is_active": "1",
-                       "password": "secret"},
-              "errors": {"username": ["This username is already taken."]},
+                       "password": "secret", "owner": ATTR_XSS, "name": XSS},
+              "errors": {"username": ["This username is already taken."],
+                         "roles": ["Only admin, user and moderator are set here."],
+                         "owner": ["There is no user with this username."]},
               "form_errors": ["This would leave no active admin."]})),
     "admin_form_new": ("admin/form.html", base(
         user=ADMIN, active="admin", admin_menu=ADMIN_MENU, entity=ADMIN_USERS,

@@ -237,6 +237,20 @@ def test_create_edit_deactivate_delete_user(srv):
     assert any("username" in e.lower() for e in errs)
     assert "Enter a valid email address." in errs
     assert any("8" in e for e in errs)
+    # A tampered role checkbox is refused, not dropped.
+    other = unique("new")
+    r = post(c, srv, "/admin/users/new", {"username": other, "email": f"{other}@example.com",
+                                          "password": PASSWORD, "roles": ["user", "superuser"],
+                                          "is_active": "1"})
+    assert r.status_code == 400
+    assert any("Only admin, user and moderator" in e for e in errors(r.text))
+    assert not sql(srv, "SELECT id FROM users WHERE username = ?", (other,))
+    r = post(c, srv, f"/admin/users/{uid}/edit", {"username": name, "email": f"{name}@example.com",
+                                                  "roles": ["admin", "superuser"],
+                                                  "is_active": "1"})
+    assert r.status_code == 400
+    assert [x[0] for x in sql(srv, "SELECT name FROM roles WHERE user_id = ? ORDER BY name",
+                              (uid,))] == ["moderator", "user"]
     r = post(c, srv, "/admin/users/new", {"username": name.upper(), "email": "o@example.com",
                                           "password": PASSWORD})
     assert r.status_code == 400 and "This username is already taken." in errors(r.text)
@@ -281,6 +295,7 @@ def test_create_edit_deactivate_delete_user(srv):
     assert all(os.path.exists(f) for f in files)
     page = c.get(srv.base + f"/admin/users/{uid}/delete").text
     assert "This cannot be undone." in page and html.escape(name + "x") in page
+    assert "<dt>message count</dt><dd>1</dd>" in page
     r = post(c, srv, f"/admin/users/{uid}/delete")
     assert r.status_code == 303
     for table in ("users", "messages", "feedback", "pictures", "roles", "sessions"):
@@ -346,6 +361,34 @@ def test_list_search_sort_paginate_filter_export(srv):
     assert f"'=cmd|calc{tag}@example.com" in emails
     assert not any(e.startswith("=") for e in emails)
     assert c.get(srv.base + "/admin/users/export?user_id=-1").status_code == 400
+    # The export link keeps the list's order too, and the export follows it.
+    page = c.get(srv.base + f"/admin/users?q=zz{tag}&sort=username&dir=desc").text
+    export = html.unescape(re.search(r'href="([^"]*/export[^"]*)"', page).group(1))
+    assert "sort=username" in export and "dir=desc" in export and f"q=zz{tag}" in export
+    rows = list(csv.reader(io.StringIO(c.get(srv.base + export).text)))
+    assert [row[1] for row in rows[1:]] == names[::-1]
+    # Times in the export are ISO 8601 UTC.
+    assert rows[-1][5] == "2020-09-13T12:26:40Z"
+    # An unsorted column sorts ascending first, the sorted one flips.
+    heads = dict((m[1], html.unescape(m[0])) for m in
+                 re.findall(r'<th[^>]*><a href="([^"]*sort=([a-z_]+)[^"]*)">', page))
+    assert "dir=asc" in heads["email"] and "dir=asc" in heads["username"]
+    page = c.get(srv.base + f"/admin/users?q=zz{tag}&sort=username&dir=asc").text
+    heads = dict((m[1], html.unescape(m[0])) for m in
+                 re.findall(r'<th[^>]*><a href="([^"]*sort=([a-z_]+)[^"]*)">', page))
+    assert "dir=desc" in heads["username"] and "dir=asc" in heads["email"]
+    # A page past the end goes to the last page, keeping the filter and order.
+    r = c.get(srv.base + f"/admin/users?q=zz{tag}&sort=username&dir=asc&page=999",
+              allow_redirects=False)
+    assert r.status_code == 302 and "page=2" in r.headers["Location"]
+    assert f"q=zz{tag}" in r.headers["Location"] and "sort=username" in r.headers["Location"]
+    r = c.get(srv.base + f"/admin/users?q=zz{tag}&page=999")
+    assert re.findall(r'<td class="col-username">([^<]*)</td>', r.text) == names[:5][::-1]
+    r = c.get(srv.base + "/admin/users?q=nobody-at-all&page=3", allow_redirects=False)
+    assert r.status_code == 302 and "&page=" not in r.headers["Location"]
+    # One row: singular noun.
+    r = c.get(srv.base + f"/admin/users?user_id={uid}")
+    assert ">1 user · page 1 of 1<" in r.text
 
 
 def test_last_admin_protection(srv):
@@ -401,10 +444,18 @@ def test_roles_create_edit_delete(srv):
     for bad in ("Admin", "x", "a" * 33, "no-dash", "ünï"):
         r = post(c, srv, "/admin/roles/new", {"user_id": str(pid), "name": bad})
         assert r.status_code == 400, bad
-    r = post(c, srv, "/admin/roles/new", {"user_id": "abc", "name": "beta_tester"})
-    assert r.status_code == 400 and any("id of a user" in e for e in errors(r.text))
-    r = post(c, srv, "/admin/roles/new", {"user_id": str(pid), "name": "beta_tester"})
-    assert r.status_code == 303
+    r = post(c, srv, "/admin/roles/new", {"user_id": "no such one", "name": "beta_tester"})
+    assert r.status_code == 400 and "Enter a username or the id of a user." in errors(r.text)
+    r = post(c, srv, "/admin/roles/new", {"user_id": unique("nobody"), "name": "beta_tester"})
+    assert r.status_code == 400 and "There is no user with this username." in errors(r.text)
+    # The form offers the known roles and the users; a username is resolved to the id.
+    page = c.get(srv.base + "/admin/roles/new").text
+    assert '<option value="moderator">' in page and '<input class="input" id="f-name"' in page
+    assert re.search(r'<option value="%s">#%d</option>' % (re.escape(person), pid), page)
+    r = post(c, srv, "/admin/roles/new", {"user_id": person, "name": "beta_tester"})
+    assert r.status_code == 303, r.text
+    assert sql(srv, "SELECT count(*) FROM roles WHERE user_id = ? AND name = 'beta_tester'",
+               (pid,))[0][0] == 1
     page = c.get(srv.base + f"/admin/roles?user_id={pid}").text
     assert "beta_tester" in page and "moderator" in page
     r = post(c, srv, f"/admin/roles/{rid}/edit", {"user_id": str(pid), "name": "editor"})
@@ -427,7 +478,9 @@ def test_pictures_upload_list_delete(srv):
     assert r.status_code == 303, r.text
     pic = sql(srv, "SELECT id, path FROM pictures WHERE user_id = ?", (pid,))[0]
     page = c.get(srv.base + f"/admin/pictures?user_id={pid}").text
-    thumb = re.search(r'<img class="admin-thumb" src="([^"]*)"', page).group(1)
+    thumb = re.search(r'<img class="admin-thumb" src="([^"]*)" width="64" height="64"',
+                      page).group(1)
+    assert "<th scope=\"col\">picture</th>" in page and "thumbnail" not in page
     r = c.get(srv.base + thumb)
     assert r.status_code == 200 and r.content[:4] == b"RIFF"
     # Not a picture, no file, no such user: form errors, nothing stored.
@@ -468,11 +521,23 @@ def test_feedback_and_messages_read_only_lists(srv):
         assert c.get(srv.base + f"/admin/{entity}/new").status_code in (404, 405)
         rows = list(csv.reader(io.StringIO(c.get(srv.base + f"/admin/{entity}/export?user_id={pid}").text)))
         assert len(rows) == 2
+        assert (">1 feedback entry · " if entity == "feedback" else ">1 message · ") in page
         r = post(c, srv, f"/admin/{entity}/{rid}/delete")
         assert r.status_code == 303
         assert audit_rows(srv, entity, rid)[0][0] == "delete"
     assert sql(srv, "SELECT count(*) FROM feedback WHERE id = ?", (fid,))[0][0] == 0
     assert sql(srv, "SELECT count(*) FROM messages WHERE id = ?", (mid,))[0][0] == 0
+
+
+def test_admin_slash_redirects(srv):
+    c, _ = make_admin(srv)
+    r = c.get(srv.base + "/admin/", allow_redirects=False)
+    assert r.status_code == 301 and r.headers["Location"] == "/admin"
+    r = c.get(srv.base + "/admin/?from=2024-01-01&to=2024-01-31", allow_redirects=False)
+    assert r.headers["Location"] == "/admin?from=2024-01-01&to=2024-01-31"
+    # Still only for admins.
+    person, _ = signup(srv)
+    assert person.get(srv.base + "/admin/", allow_redirects=False).status_code == 403
 
 
 def test_audit_log_page(srv):
@@ -483,6 +548,23 @@ def test_audit_log_page(srv):
     page = c.get(srv.base + f"/admin/audit?user_id={aid}").text
     assert "tester" in page and admin in page and ">create<" in page
     assert "/admin/audit/new" not in page
+    # A deactivation shows what changed, not a cut JSON text; the whole
+    # before/after stays on the page, folded.
+    pid = user_id(srv, person)
+    assert post(c, srv, f"/admin/users/{pid}/deactivate").status_code == 303
+    page = c.get(srv.base + f"/admin/audit?user_id={aid}").text
+    row = re.search(r'<tr data-id="\d+">(.*?)</tr>', page, re.S).group(1)
+    assert ">deactivate<" in row
+    changes = re.search(r'<td class="col-changes">(.*?)</td>', row, re.S).group(1)
+    assert [html.unescape(x) for x in re.findall(r"<li>(.*?)</li>", changes)] == \
+        ["is_active: true -> false"]
+    before = html.unescape(re.search(r'<td class="col-before">.*?<pre>(.*?)</pre>', row,
+                                     re.S).group(1))
+    assert '"username":"%s"' % person in before and before.endswith("}")
+    # The export has the same lines and ISO times.
+    rows = list(csv.DictReader(io.StringIO(c.get(srv.base + f"/admin/audit/export?user_id={aid}").text)))
+    assert rows[0]["changes"] == "is_active: true -> false"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[0]["created_at"])
 
 
 # ---- dashboard and charts ---------------------------------------------------------
@@ -518,6 +600,20 @@ def test_dashboard_and_charts(srv):
     points = re.findall(r'<[a-z]+ class="pt"[^>]* data-label="([0-9-]+)" data-value="([^"]*)"', svg)
     assert len(points) == 22 and points[0][0] == "2019-12-20" and points[-1][0] == "2020-01-10"
     assert all(float(v) == 0 for _, v in points)
+    # The page: charts drawn at the cards' width, no title above the chart's own.
+    r = c.get(srv.base + "/admin")
+    assert re.search(r'<img class="chart-img"[^>]* width="1100" height="400"', r.text)
+    assert "<h2>Signups per day</h2>" not in r.text
+    assert 'width="1100" height="400" viewBox="0 0 1100 400"' in \
+        c.get(srv.base + "/admin/charts/messages.svg").text
+    # A range without data says so; one signup is "1 signup".
+    r = c.get(srv.base + "/admin?from=1991-01-01&to=1991-01-10")
+    assert "No signups from 1991-01-01 to 1991-01-10." in r.text
+    assert "No messages from 1991-01-01 to 1991-01-10." in r.text and "with 0" not in r.text
+    sql(srv, "UPDATE users SET created_at = ? WHERE id = ?", (794880000, pid))  # 1995-03-11
+    r = c.get(srv.base + "/admin?from=1995-03-01&to=1995-03-20")
+    assert "1 signup from 1995-03-01 to 1995-03-20; the busiest day was 1995-03-11 with 1." \
+        in r.text and "1 user in total" in r.text
     r = c.get(srv.base + "/admin/charts/signups.csv?from=%s&to=%s" % (day(now - 2 * 86400), day(now)))
     rows = list(csv.reader(io.StringIO(r.text)))
     assert rows[0] == ["date", "count", "cumulative"] and len(rows) == 4
@@ -550,3 +646,54 @@ def test_dashboard_and_charts(srv):
     assert after != before and f"(total {total:,})" in after
     assert c.get(srv.base + "/admin/charts/nothing.svg").status_code == 404
     assert c.get(srv.base + "/admin/charts/signups.exe").status_code == 404
+
+
+def test_admin_password_change_ends_sessions_and_is_audited(srv):
+    c, admin = make_admin(srv)
+    c2 = login(srv, admin)  # the admin's other session
+    _, name = signup(srv)
+    uid = user_id(srv, name)
+    person = login(srv, name)
+    other = login(srv, name)
+    assert person.get(srv.base + "/profile", allow_redirects=False).status_code == 200
+    page = c.get(srv.base + f"/admin/users/{uid}/edit").text
+    assert "Leave empty to keep it." in page
+    assert "Leave empty to keep it." not in c.get(srv.base + "/admin/users/new").text
+    new_password = "another-pass-456"
+    r = post(c, srv, f"/admin/users/{uid}/edit", {"username": name,
+                                                  "email": f"{name}@example.com",
+                                                  "password": new_password, "roles": ["user"],
+                                                  "is_active": "1"})
+    assert r.status_code == 303, r.text
+    # Every session of that person ends; the new password works.
+    assert sql(srv, "SELECT count(*) FROM sessions WHERE user_id = ?", (uid,))[0][0] == 0
+    for cl in (person, other):
+        assert cl.get(srv.base + "/profile", allow_redirects=False).status_code in (302, 303)
+    hash_ = sql(srv, "SELECT password_hash FROM users WHERE id = ?", (uid,))[0][0]
+    action, actor, before, after = audit_rows(srv, "users", uid)[-1]
+    assert action == "update" and actor == admin
+    assert '"password_changed":true' in after and "password_changed" not in before
+    assert hash_ not in after and hash_ not in before
+    # A save without a password keeps the sessions and records no change of it.
+    c3 = requests.Session()
+    page = c3.get(srv.base + "/login").text
+    r = c3.post(srv.base + "/login", data={
+        "csrf_token": field(page, "csrf_token"), "form_ts": field(page, "form_ts"),
+        "website": "", "username": name, "password": new_password}, allow_redirects=False)
+    assert r.status_code == 303
+    r = post(c, srv, f"/admin/users/{uid}/edit", {"username": name,
+                                                  "email": f"{name}@example.com",
+                                                  "password": "", "roles": ["user"],
+                                                  "is_active": "1"})
+    assert r.status_code == 303
+    assert c3.get(srv.base + "/profile", allow_redirects=False).status_code == 200
+    assert "password_changed" not in audit_rows(srv, "users", uid)[-1][3]
+    # An admin setting their own password keeps the session doing it, not the others.
+    aid = user_id(srv, admin)
+    r = post(c, srv, f"/admin/users/{aid}/edit", {"username": admin,
+                                                  "email": f"{admin}@example.com",
+                                                  "password": new_password,
+                                                  "roles": ["admin"], "is_active": "1"})
+    assert r.status_code == 303, r.text
+    assert c.get(srv.base + "/admin/users", allow_redirects=False).status_code == 200
+    assert c2.get(srv.base + "/admin/users", allow_redirects=False).status_code in (302, 303)

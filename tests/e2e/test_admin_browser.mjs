@@ -162,11 +162,14 @@ test('an admin sees the dashboard with its charts drawn', { timeout: 5 * WAIT },
             Math.abs(d[i + 2] - 0xd0) < 24) blue++;
       }
       const r = img.getBoundingClientRect();
+      const card = img.closest('figure').getBoundingClientRect();
       return { src: img.getAttribute('src'), alt: img.alt, w: c.width, h: c.height, blue,
-        visible: r.width > 200 && r.height > 100 };
+        visible: r.width > 200 && r.height > 100, fill: r.width / card.width };
     }));
   for (const c of charts) {
     assert.ok(c.visible, `${c.src} is not shown`);
+    // The chart spans its card (less the card's padding), not 60% of it.
+    assert.ok(c.fill > 0.9, `${c.src} fills ${Math.round(c.fill * 100)}% of its card`);
     assert.ok(c.w >= 600 && c.h >= 300, `${c.src} is ${c.w}x${c.h}`);
     assert.ok(c.blue > 500, `${c.src}: only ${c.blue} pixels of data colour`);
     assert.match(c.alt, /\d/, 'the text alternative names figures');
@@ -190,6 +193,25 @@ test('an admin sees the dashboard with its charts drawn', { timeout: 5 * WAIT },
   await page.waitForURL(/sort=created_at/);
   assert.equal(await page.locator('table.admin-table tbody tr').count(), 25);
   await page.screenshot({ path: path.join(ARTIFACTS, 'admin-users.png'), fullPage: true });
+  // Ascending first: the oldest seeded signup leads.
+  assert.equal(await page.getAttribute('th[aria-sort]', 'aria-sort'), 'ascending');
+
+  // Deactivate the first user: the audit log shows what changed.
+  await page.click('table.admin-table tbody tr:first-child form[action$="/deactivate"] button');
+  await page.waitForSelector('.flash-text');
+  await page.click('.admin-menu a[href="/admin/audit"]');
+  await page.waitForSelector('table.admin-table tbody tr');
+  assert.equal((await page.textContent('tbody tr:first-child td.col-changes')).trim(),
+    'is_active: true -> false');
+  await page.click('tbody tr:first-child td.col-before summary');
+  assert.match(await page.textContent('tbody tr:first-child td.col-before pre'), /"username":/);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'admin-audit.png'), fullPage: true });
+
+  // The role form offers the users and the known roles.
+  await page.goto(`${srv.base}/admin/roles/new`);
+  assert.ok(await page.locator('#f-user_id-choices option').count() > 100);
+  assert.equal(await page.locator('#f-name-choices option').count(), 3);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'admin-role-form.png'), fullPage: true });
 
   assert.deepEqual(await page.problems(), []);
 });

@@ -77,7 +77,7 @@ static void test_csv_rows(void **state)
     struct strbuf sb;
     strbuf_init(&sb);
     web_admin_csv_row(&sb, row, keys, 7);
-    assert_string_equal(strbuf_cstr(&sb), "7,\"'=cmd\",true,,admin user,12.5,\r\n");
+    assert_string_equal(strbuf_cstr(&sb), "7,\"'=cmd\",true,,admin; user,12.5,\r\n");
     strbuf_deinit(&sb);
     json_decref(row);
 }
@@ -115,6 +115,7 @@ static struct web_admin_entity good(void)
     struct web_admin_entity e = {.name = "things",
                                  .title = "Things",
                                  .singular = "thing",
+                                 .plural = "things",
                                  .columns = cols,
                                  .ncolumns = 2,
                                  .fields = fields,
@@ -152,6 +153,8 @@ static void test_descriptions(void **state)
     e = good(), e.name = "x";
     expect_invalid(&e, "name");
     e = good(), e.title = "";
+    expect_invalid(&e, "title");
+    e = good(), e.plural = NULL;
     expect_invalid(&e, "title");
     e = good(), e.ncolumns = 0;
     expect_invalid(&e, "no columns");
@@ -513,6 +516,69 @@ static void test_dashboard_reads_indexes(void **state)
     db_close(d);
 }
 
+/* ---- the audit log's diff ---- */
+
+static const char *line(const json_t *a, size_t i)
+{
+    return json_string_value(json_array_get(a, i));
+}
+
+static void test_audit_changes(void **state)
+{
+    (void)state;
+    /* An update: only the differing keys, in the before's order, then new keys. */
+    json_t *c = web_admin_audit_changes(
+        "{\"email\":\"a@x.org\",\"is_active\":true,\"roles\":[\"admin\",\"user\"],"
+        "\"username\":\"ann\",\"gone\":1}",
+        "{\"email\":\"a@x.org\",\"is_active\":false,\"roles\":[\"user\"],"
+        "\"username\":\"anne\",\"password_changed\":true}");
+    assert_int_equal(json_array_size(c), 5);
+    assert_string_equal(line(c, 0), "is_active: true -> false");
+    assert_string_equal(line(c, 1), "roles: [\"admin\",\"user\"] -> [\"user\"]");
+    assert_string_equal(line(c, 2), "username: \"ann\" -> \"anne\"");
+    assert_string_equal(line(c, 3), "gone: 1 -> (none)");
+    assert_string_equal(line(c, 4), "password_changed: true");
+    json_decref(c);
+    /* Nothing changed: no line. */
+    c = web_admin_audit_changes("{\"a\":1}", "{\"a\":1}");
+    assert_int_equal(json_array_size(c), 0);
+    json_decref(c);
+    /* A create lists the new row, a delete the old one. */
+    c = web_admin_audit_changes(NULL, "{\"name\":\"tester\",\"user_id\":4}");
+    assert_int_equal(json_array_size(c), 2);
+    assert_string_equal(line(c, 0), "name: \"tester\"");
+    json_decref(c);
+    c = web_admin_audit_changes("{\"name\":\"tester\"}", NULL);
+    assert_string_equal(line(c, 0), "name: \"tester\"");
+    json_decref(c);
+    /* A long value is cut on a character boundary (é is 2 bytes). */
+    char big[400] = "{\"t\":\"";
+    for (int i = 0; i < 100; i++)
+        strcat(big, "\xc3\xa9");
+    strcat(big, "\"}");
+    c = web_admin_audit_changes(NULL, big);
+    const char *l = line(c, 0);
+    assert_non_null(l);
+    assert_true(utf8_valid(l, strlen(l)));
+    assert_true(strlen(l) < 100);
+    assert_non_null(strstr(l, "\xe2\x80\xa6"));
+    json_decref(c);
+    /* Bad records: one line saying so, no crash. */
+    static const char *const bad[] = {"", "[1,2]", "{\"a\":", "\"str\"", "null"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        c = web_admin_audit_changes(bad[i], "{\"a\":1}");
+        assert_int_equal(json_array_size(c), 1);
+        assert_string_equal(line(c, 0), "(the record is not a JSON object)");
+        json_decref(c);
+        c = web_admin_audit_changes("{\"a\":1}", bad[i]);
+        assert_int_equal(json_array_size(c), 1);
+        json_decref(c);
+    }
+    c = web_admin_audit_changes(NULL, NULL);
+    assert_int_equal(json_array_size(c), 0);
+    json_decref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_user_list_filters),
         cmocka_unit_test(test_chart_data),
         cmocka_unit_test(test_dashboard_reads_indexes),
+        cmocka_unit_test(test_audit_changes),
     };
     return cmocka_run_group_tests(tests, setup_db, teardown_db);
 }
