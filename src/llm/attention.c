@@ -18,8 +18,8 @@
  * FlashAttention, 2022). Memory is O(tile), not O(context), and each key and
  * value row is read from memory once per item instead of once per query head.
  *
- * When few items would run (decoding: one token per sequence), the keys of
- * an item are split into spans that run in parallel; each span leaves its
+ * When a sequence has few query tokens (decoding: one), the keys of its
+ * items are split into spans that run in parallel (two per thread); each span leaves its
  * (O, m, l) and a second pass merges them: M = max_c m_c, l = sum_c l_c
  * e^(m_c - M), out = sum_c O_c e^(m_c - M) / l.
  *
@@ -412,6 +412,24 @@ static int grow(void **p, size_t *cap, size_t n)
     return *p ? 0 : -1;
 }
 
+/*
+ * How many spans the keys of a query block are split into (*span keys each,
+ * the last one shorter). Only a sequence of a single query block is split
+ * (decoding, short chunks): prompt chunks have enough items without it. The
+ * decision depends on the sequence and the thread count alone, never on the
+ * rest of the batch, so a sequence's output does not depend on its batch.
+ */
+static int split_of(int keys, int n_blocks, int nth, int *span)
+{
+    *span = keys;
+    if (n_blocks > 1 || nth < 2 || keys < 2 * ATT_MIN_SPAN) return 1;
+    int s = (keys + 2 * nth - 1) / (2 * nth); /* two spans per thread */
+    if (s < ATT_MIN_SPAN) s = ATT_MIN_SPAN;
+    s = (s + ATT_KT - 1) / ATT_KT * ATT_KT;
+    *span = s;
+    return (keys + s - 1) / s;
+}
+
 int att_forward(const struct att_shape *sh, const struct att_seq *seqs, int n_seqs,
                 struct att_scratch *s, struct kern_pool *pool)
 {
@@ -419,19 +437,10 @@ int att_forward(const struct att_shape *sh, const struct att_seq *seqs, int n_se
     const int nth = kern_pool_size(pool);
     const int rows_max = ATT_QBLOCK * group;
 
-    /* The split span: about 4 items per thread overall, never below ATT_MIN_SPAN keys. */
-    size_t total_keys = 0;
-    int base = 0;
+    int any = 0;
     for (int i = 0; i < n_seqs; i++)
-        for (int t0 = 0; t0 < seqs[i].n; t0 += ATT_QBLOCK) {
-            int t1 = t0 + ATT_QBLOCK < seqs[i].n ? t0 + ATT_QBLOCK : seqs[i].n;
-            total_keys += (size_t)(seqs[i].pos + t1) * (size_t)sh->n_kv_heads;
-            base += sh->n_kv_heads;
-        }
-    if (base == 0) return 0;
-    size_t span = total_keys / (size_t)(4 * nth);
-    if (span < ATT_MIN_SPAN) span = ATT_MIN_SPAN;
-    span = (span + ATT_KT - 1) / ATT_KT * ATT_KT;
+        any |= seqs[i].n > 0;
+    if (!any) return 0;
 
     int n_items = 0, n_slots = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -443,8 +452,8 @@ int att_forward(const struct att_shape *sh, const struct att_seq *seqs, int n_se
             for (int b = nb - 1; b >= 0; b--) {
                 int t0 = b * ATT_QBLOCK;
                 int t1 = t0 + ATT_QBLOCK < seqs[i].n ? t0 + ATT_QBLOCK : seqs[i].n;
-                int keys = seqs[i].pos + t1;
-                int n_split = (int)(((size_t)keys + span - 1) / span);
+                int keys = seqs[i].pos + t1, span = keys;
+                int n_split = split_of(keys, nb, nth, &span);
                 for (int g = 0; g < sh->n_kv_heads; g++) {
                     for (int c = 0; c < n_split; c++) {
                         if (pass == 1) {
@@ -453,8 +462,8 @@ int att_forward(const struct att_shape *sh, const struct att_seq *seqs, int n_se
                             it->g = g;
                             it->t0 = t0;
                             it->t1 = t1;
-                            it->k0 = (int)((size_t)c * span);
-                            it->k1 = c + 1 == n_split ? keys : (int)((size_t)(c + 1) * span);
+                            it->k0 = c * span;
+                            it->k1 = c + 1 == n_split ? keys : (c + 1) * span;
                             it->slot = n_split > 1 ? n_slots + c : -1;
                             it->n_split = n_split;
                         }
