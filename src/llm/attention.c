@@ -58,6 +58,14 @@ struct att_ops {
     void (*accum)(float *O, const float *p, const float *V, size_t stride, int nk, int hd);
     /* nk rows of hd halves (row j at src + j * stride) to contiguous floats */
     void (*cvt)(const uint16_t *src, size_t stride, int nk, int hd, float *dst);
+    /* Two rows against a transposed tile Kt[d][j] (ATT_KT keys, zero past
+     * the tile's end): s1[j] = scale * q1 . K_j, s2 likewise, all ATT_KT j.
+     * Vector lanes run over keys, so no horizontal sums (prompt chunks). */
+    void (*scores_t2)(const float *q1, const float *q2, const float *Kt, int hd, float scale,
+                      float *s1, float *s2);
+    /* O1 += sum_j p1[j] V_j and O2 += sum_j p2[j] V_j, sharing each V_j load */
+    void (*accum2)(float *O1, float *O2, const float *p1, const float *p2, const float *V,
+                   size_t stride, int nk, int hd);
 };
 
 /* ---- plain C ---------------------------------------------------------------------- */
@@ -100,7 +108,28 @@ static void cvt_c(const uint16_t *src, size_t stride, int nk, int hd, float *dst
             dst[(size_t)j * hd + d] = kern_fp16_to_f32(src[(size_t)j * stride + d]);
 }
 
-static const struct att_ops ops_c = {scores_c, exp_sub_c, accum_c, cvt_c};
+static void scores_t2_c(const float *q1, const float *q2, const float *Kt, int hd, float scale,
+                        float *s1, float *s2)
+{
+    for (int j = 0; j < ATT_KT; j++) {
+        float a1 = 0, a2 = 0;
+        for (int d = 0; d < hd; d++) {
+            a1 += q1[d] * Kt[(size_t)d * ATT_KT + j];
+            a2 += q2[d] * Kt[(size_t)d * ATT_KT + j];
+        }
+        s1[j] = a1 * scale;
+        s2[j] = a2 * scale;
+    }
+}
+
+static void accum2_c(float *O1, float *O2, const float *p1, const float *p2, const float *V,
+                     size_t stride, int nk, int hd)
+{
+    accum_c(O1, p1, V, stride, nk, hd);
+    accum_c(O2, p2, V, stride, nk, hd);
+}
+
+static const struct att_ops ops_c = {scores_c, exp_sub_c, accum_c, cvt_c, scores_t2_c, accum2_c};
 
 /* ---- AVX-512 ---------------------------------------------------------------------- */
 
@@ -109,7 +138,8 @@ static const struct att_ops ops_c = {scores_c, exp_sub_c, accum_c, cvt_c};
 
 #define ATT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define ATT_AVX512_INLINE                                                                          \
-    static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+    static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx2,fma,"       \
+                                                       "f16c")))
 
 ATT_AVX512_INLINE __mmask16 tail16(int n)
 {
@@ -224,7 +254,74 @@ ATT_AVX512 static void cvt_avx512(const uint16_t *src, size_t stride, int nk, in
     }
 }
 
-static const struct att_ops ops_avx512 = {scores_avx512, exp_sub_avx512, accum_avx512, cvt_avx512};
+/* ATT_KT = 64 keys = 4 vectors per row, 8 independent accumulators for the pair. */
+ATT_AVX512 static void scores_t2_avx512(const float *q1, const float *q2, const float *Kt, int hd,
+                                        float scale, float *s1, float *s2)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int d = 0; d < hd; d++) {
+        const float *k = Kt + (size_t)d * ATT_KT;
+        __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16);
+        __m512 k2 = _mm512_loadu_ps(k + 32), k3 = _mm512_loadu_ps(k + 48);
+        __m512 x = _mm512_set1_ps(q1[d]), y = _mm512_set1_ps(q2[d]);
+        a0 = _mm512_fmadd_ps(x, k0, a0);
+        a1 = _mm512_fmadd_ps(x, k1, a1);
+        a2 = _mm512_fmadd_ps(x, k2, a2);
+        a3 = _mm512_fmadd_ps(x, k3, a3);
+        b0 = _mm512_fmadd_ps(y, k0, b0);
+        b1 = _mm512_fmadd_ps(y, k1, b1);
+        b2 = _mm512_fmadd_ps(y, k2, b2);
+        b3 = _mm512_fmadd_ps(y, k3, b3);
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    _mm512_storeu_ps(s1, _mm512_mul_ps(a0, sc));
+    _mm512_storeu_ps(s1 + 16, _mm512_mul_ps(a1, sc));
+    _mm512_storeu_ps(s1 + 32, _mm512_mul_ps(a2, sc));
+    _mm512_storeu_ps(s1 + 48, _mm512_mul_ps(a3, sc));
+    /* s2 may be s1 (a single row): written last with the same values. */
+    _mm512_storeu_ps(s2, _mm512_mul_ps(b0, sc));
+    _mm512_storeu_ps(s2 + 16, _mm512_mul_ps(b1, sc));
+    _mm512_storeu_ps(s2 + 32, _mm512_mul_ps(b2, sc));
+    _mm512_storeu_ps(s2 + 48, _mm512_mul_ps(b3, sc));
+}
+
+ATT_AVX512 static void accum2_avx512(float *O1, float *O2, const float *p1, const float *p2,
+                                     const float *V, size_t stride, int nk, int hd)
+{
+    int d = 0;
+    for (; d + 32 <= hd; d += 32) {
+        __m512 a0 = _mm512_loadu_ps(O1 + d), a1 = _mm512_loadu_ps(O1 + d + 16);
+        __m512 b0 = _mm512_loadu_ps(O2 + d), b1 = _mm512_loadu_ps(O2 + d + 16);
+        for (int j = 0; j < nk; j++) {
+            const float *v = V + (size_t)j * stride + d;
+            __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+            __m512 x = _mm512_set1_ps(p1[j]), y = _mm512_set1_ps(p2[j]);
+            a0 = _mm512_fmadd_ps(x, v0, a0);
+            a1 = _mm512_fmadd_ps(x, v1, a1);
+            b0 = _mm512_fmadd_ps(y, v0, b0);
+            b1 = _mm512_fmadd_ps(y, v1, b1);
+        }
+        _mm512_storeu_ps(O1 + d, a0);
+        _mm512_storeu_ps(O1 + d + 16, a1);
+        _mm512_storeu_ps(O2 + d, b0);
+        _mm512_storeu_ps(O2 + d + 16, b1);
+    }
+    for (; d < hd; d += 16) {
+        __mmask16 m = tail16(hd - d);
+        __m512 a = _mm512_maskz_loadu_ps(m, O1 + d), b = _mm512_maskz_loadu_ps(m, O2 + d);
+        for (int j = 0; j < nk; j++) {
+            __m512 v = _mm512_maskz_loadu_ps(m, V + (size_t)j * stride + d);
+            a = _mm512_fmadd_ps(_mm512_set1_ps(p1[j]), v, a);
+            b = _mm512_fmadd_ps(_mm512_set1_ps(p2[j]), v, b);
+        }
+        _mm512_mask_storeu_ps(O1 + d, m, a);
+        _mm512_mask_storeu_ps(O2 + d, m, b);
+    }
+}
+
+static const struct att_ops ops_avx512 = {scores_avx512, exp_sub_avx512,   accum_avx512,
+                                          cvt_avx512,    scores_t2_avx512, accum2_avx512};
 #endif
 
 static const struct att_ops *ops_active(void)
@@ -257,14 +354,27 @@ static size_t slot_floats(int rows_max, int hd)
     return (size_t)rows_max * ((size_t)hd + 2);
 }
 
-/* Floats of one share's buffer: K and V tiles, scores, m, l and O (rounded up
- * so that every share's buffer stays 64-byte aligned). */
+/* Floats of one share's buffer: K, V and transposed K tiles, scores, m, l,
+ * O and each row's visible keys (rounded up so that every share's buffer
+ * stays 64-byte aligned). */
 static size_t thread_floats(int rows_max, int hd)
 {
-    size_t n = 2 * (size_t)ATT_KT * hd + (size_t)rows_max * ATT_KT + 2 * (size_t)rows_max +
+    size_t n = 3 * (size_t)ATT_KT * hd + (size_t)rows_max * ATT_KT + 3 * (size_t)rows_max +
                (size_t)rows_max * hd;
     return (n + 15) & ~(size_t)15;
 }
+
+/* Query row r of an item: token t0 + r / group, head g * group + r % group. */
+static const float *row_q(const struct att_seq *sq, const struct att_item *it, int r, int group,
+                          int hd, size_t qs)
+{
+    int t = it->t0 + r / group, h = it->g * group + r % group;
+    return sq->q + (size_t)t * qs + (size_t)h * hd;
+}
+
+/* Rows of an item from which the scores use the transposed tile (prompt
+ * chunks); decoding (one token: a group of a few heads) reads rows as they are. */
+#define ATT_T_MIN_ROWS 8
 
 static void run_item(const struct att_job *j, const struct att_item *it, float *buf)
 {
@@ -274,8 +384,11 @@ static void run_item(const struct att_job *j, const struct att_item *it, float *
     const int hd = sh->head_dim, group = sh->n_heads / sh->n_kv_heads;
     const size_t kv_dim = (size_t)hd * sh->n_kv_heads, qs = (size_t)hd * sh->n_heads;
     const int rows = (it->t1 - it->t0) * group, rmax = j->rows_max;
-    float *kt = buf, *vt = kt + (size_t)ATT_KT * hd, *sc = vt + (size_t)ATT_KT * hd;
+    const bool transposed = rows >= ATT_T_MIN_ROWS;
+    float *kt = buf, *vt = kt + (size_t)ATT_KT * hd, *ktt = vt + (size_t)ATT_KT * hd;
+    float *sc = ktt + (size_t)ATT_KT * hd;
     float *m = sc + (size_t)rmax * ATT_KT, *l = m + rmax, *O = l + rmax;
+    int *vis = (int *)(O + (size_t)rmax * hd);
 
     for (int r = 0; r < rows; r++) {
         m[r] = -INFINITY;
@@ -299,27 +412,65 @@ static void run_item(const struct att_job *j, const struct att_item *it, float *
             vp = (const float *)sq->v + off;
             stride = kv_dim;
         }
+        if (transposed) {
+            /* Once per tile for all rows; keys past the tile's end are 0. */
+            for (int d = 0; d < hd; d++) {
+                float *dst = ktt + (size_t)d * ATT_KT;
+                for (int i = 0; i < nk; i++)
+                    dst[i] = kp[(size_t)i * stride + d];
+                for (int i = nk; i < ATT_KT; i++)
+                    dst[i] = 0;
+            }
+        }
+        /* Token t sees keys up to pos + t. */
         for (int r = 0; r < rows; r++) {
-            int t = it->t0 + r / group, h = it->g * group + r % group;
-            /* Token t sees keys up to pos + t. */
-            int vis = sq->pos + t + 1 - k;
-            if (vis <= 0) continue;
-            if (vis > nk) vis = nk;
+            int v = sq->pos + it->t0 + r / group + 1 - k;
+            vis[r] = v <= 0 ? 0 : v > nk ? nk : v;
+        }
+        /* Scores, then the online-softmax update of each row. */
+        for (int r = 0; r < rows; r += transposed ? 2 : 1) {
+            bool a = vis[r] > 0, b = transposed && r + 1 < rows && vis[r + 1] > 0;
+            if (!a && !b) continue;
+            const float *q = row_q(sq, it, r, group, hd, qs);
             float *s = sc + (size_t)r * ATT_KT;
-            ops->scores(sq->q + (size_t)t * qs + (size_t)h * hd, kp, stride, vis, hd, j->scale, s);
+            if (!transposed)
+                ops->scores(q, kp, stride, vis[r], hd, j->scale, s);
+            else if (a && b)
+                ops->scores_t2(q, row_q(sq, it, r + 1, group, hd, qs), ktt, hd, j->scale, s,
+                               s + ATT_KT);
+            else if (a)
+                ops->scores_t2(q, q, ktt, hd, j->scale, s, s);
+            else
+                ops->scores_t2(row_q(sq, it, r + 1, group, hd, qs),
+                               row_q(sq, it, r + 1, group, hd, qs), ktt, hd, j->scale, s + ATT_KT,
+                               s + ATT_KT);
+        }
+        for (int r = 0; r < rows; r++) {
+            if (!vis[r]) continue;
+            float *s = sc + (size_t)r * ATT_KT;
             float mx = s[0];
-            for (int i = 1; i < vis; i++)
+            for (int i = 1; i < vis[r]; i++)
                 mx = s[i] > mx ? s[i] : mx;
             float mnew = mx > m[r] ? mx : m[r];
             float c = m[r] == -INFINITY ? 0.0f : expf(m[r] - mnew);
-            float sum = ops->exp_sub(s, vis, mnew);
+            float sum = ops->exp_sub(s, vis[r], mnew);
             float *o = O + (size_t)r * hd;
             if (c != 1.0f)
                 for (int d = 0; d < hd; d++)
                     o[d] *= c;
             l[r] = l[r] * c + sum;
             m[r] = mnew;
-            ops->accum(o, s, vp, stride, vis, hd);
+        }
+        /* Weighted values: two rows at a time when they see the same keys. */
+        for (int r = 0; r < rows;) {
+            float *o = O + (size_t)r * hd, *s = sc + (size_t)r * ATT_KT;
+            if (r + 1 < rows && vis[r] && vis[r + 1] == vis[r]) {
+                ops->accum2(o, o + hd, s, s + ATT_KT, vp, stride, vis[r], hd);
+                r += 2;
+            } else {
+                if (vis[r]) ops->accum(o, s, vp, stride, vis[r], hd);
+                r++;
+            }
         }
     }
 
