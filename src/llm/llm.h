@@ -17,9 +17,9 @@
  *   llm_sched    a request queue served by one engine thread, for the web
  *                layer, with continuous batching (the active requests' next
  *                tokens share one forward pass per step): submit returns at
- *                once, pieces and the end arrive
- *                through callbacks; one session is kept per conversation key
- *                under a memory budget (least recently used evicted first).
+ *                once, pieces and the end arrive through callbacks; one
+ *                session is kept per conversation key under a memory budget
+ *                (least recently used evicted first).
  *
  * Threads:
  *   - A loaded llm_model is immutable: any number of threads may use it (and
