@@ -426,6 +426,48 @@ static void test_conversations(void **state)
     box_free(b);
 }
 
+/* A chat's second turn rendered from messages (history + the answer as text
+ * + a new message) reuses the conversation's cached history: only the new
+ * part is computed before the first token. */
+static void test_second_turn(void **state)
+{
+    (void)state;
+    struct llm_sched_opts o = {.n_threads = 2, .n_ctx = 1024};
+    llm_sched *s = llm_sched_new(model, &o, NULL);
+    struct box *b = box_new();
+    char history[1200];
+    size_t hl = 0;
+    for (int i = 0; i < 40; i++)
+        hl += (size_t)snprintf(history + hl, sizeof(history) - hl, "line %d of the story. ", i);
+    struct chat_message t1[1] = {{CHAT_ROLE_USER, history, 0}};
+    struct llm_request r = {.conversation = "chat:7", .messages = t1, .n_messages = 1};
+    llm_gen_params_default(&r.params, model);
+    r.params.max_tokens = 12;
+    r.params.sampling.temperature = 0;
+    uint64_t a = submit(s, &r, b);
+    wait_ends(b, 1);
+    struct rec *x = rec_of(b, a);
+    int first_prompt = x->st.prompt_tokens;
+    assert_true(first_prompt > 100);
+    struct chat_message t2[3] = {
+        {CHAT_ROLE_USER, history, 0},
+        {CHAT_ROLE_ASSISTANT, strbuf_cstr(&x->text), 0},
+        {CHAT_ROLE_USER, "and then what happened next?", 0},
+    };
+    r.messages = t2;
+    r.n_messages = 3;
+    uint64_t c = submit(s, &r, b);
+    wait_ends(b, 2);
+    struct rec *y = rec_of(b, c);
+    assert_int_equal(y->ends, 1);
+    /* At least the first turn's whole prompt comes from the cache (the
+     * answer's tokens too when its text tokenizes back to the same ids). */
+    assert_true(y->st.reused_tokens >= first_prompt);
+    assert_true(y->st.prompt_tokens > y->st.reused_tokens);
+    llm_sched_free(s);
+    box_free(b);
+}
+
 static void test_budget(void **state)
 {
     (void)state;
@@ -633,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_batching),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_conversations),
+        cmocka_unit_test(test_second_turn),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_messages),
