@@ -19,12 +19,18 @@
  * value row is read from memory once per item instead of once per query head.
  *
  * When a sequence has few query tokens (decoding: one), the keys of its
- * items are split into spans that run in parallel (two per thread); each span leaves its
- * (O, m, l) and a second pass merges them: M = max_c m_c, l = sum_c l_c
- * e^(m_c - M), out = sum_c O_c e^(m_c - M) / l.
+ * items are split into spans that run in parallel (two per thread); each
+ * span leaves its (O, m, l) and a second pass merges them: M = max_c m_c,
+ * l = sum_c l_c e^(m_c - M), out = sum_c O_c e^(m_c - M) / l.
  *
- * Two implementations of the four tile operations (scores, exponentials,
- * weighted sum, F16 conversion): plain C, read like the formulas above, and
+ * Items of a prompt chunk have many rows (16 tokens x the group's heads):
+ * their scores come from a transposed key tile, two rows at a time, so the
+ * vector lanes run over keys (plain multiply-adds, no horizontal sums), and
+ * the weighted sums take two rows per value load. Decoding items (a few rows)
+ * take the rows as they are.
+ *
+ * Two implementations of the tile operations (scores, exponentials,
+ * weighted sums, F16 conversion): plain C, read like the formulas above, and
  * AVX-512 (masked tails, so any head_dim works) used when the kernels' path
  * is avx512. test_attention.c compares both with att_reference.
  */
