@@ -171,6 +171,20 @@ ATT_AVX512_INLINE __m512 exp16(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
+/* The four horizontal sums of a0..a3 at once (13 shuffles and adds instead
+ * of four separate reductions): pairs interleaved within 128-bit lanes,
+ * then the four 128-bit lanes added. */
+ATT_AVX512_INLINE __m128 sum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
+{
+    __m512 x01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 x23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    /* Per 128-bit lane: [a0, a1, a2, a3] partial sums. */
+    __m512 y = _mm512_add_ps(_mm512_shuffle_ps(x01, x23, 0x44), _mm512_shuffle_ps(x01, x23, 0xEE));
+    y = _mm512_add_ps(y, _mm512_shuffle_f32x4(y, y, 0x4E));
+    y = _mm512_add_ps(y, _mm512_shuffle_f32x4(y, y, 0xB1));
+    return _mm512_castps512_ps128(y);
+}
+
 ATT_AVX512 static void scores_avx512(const float *q, const float *K, size_t stride, int nk, int hd,
                                      float scale, float *s)
 {
@@ -188,10 +202,7 @@ ATT_AVX512 static void scores_avx512(const float *q, const float *K, size_t stri
             a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k2 + d), a2);
             a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k3 + d), a3);
         }
-        s[j] = _mm512_reduce_add_ps(a0) * scale;
-        s[j + 1] = _mm512_reduce_add_ps(a1) * scale;
-        s[j + 2] = _mm512_reduce_add_ps(a2) * scale;
-        s[j + 3] = _mm512_reduce_add_ps(a3) * scale;
+        _mm_storeu_ps(s + j, _mm_mul_ps(sum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
     }
     for (; j < nk; j++) {
         const float *k = K + (size_t)j * stride;
