@@ -15,9 +15,11 @@
  *   llm_generate prompt -> streamed text pieces (complete UTF-8 only), with
  *                sampling, stop tokens, a token limit and cancellation.
  *   llm_sched    a request queue served by one engine thread, for the web
- *                layer: submit returns at once, pieces and the end arrive
- *                through callbacks; one session is kept per conversation key
- *                under a memory budget (least recently used evicted first).
+ *                layer, with continuous batching (the active requests' next
+ *                tokens share one forward pass per step): submit returns at
+ *                once, pieces and the end arrive through callbacks; one
+ *                session is kept per conversation key under a memory budget
+ *                (least recently used evicted first).
  *
  * Threads:
  *   - A loaded llm_model is immutable: any number of threads may use it (and
@@ -268,7 +270,7 @@ struct llm_sched_opts {
     int n_ctx;     /* context per conversation (0: the model's) */
     enum llm_kv_type kv_type;
     size_t kv_budget_bytes; /* memory for idle sessions' KV caches (0: 512 MB) */
-    int max_active;         /* requests served at once, interleaved (0: 4) */
+    int max_active;         /* requests served at once, batched (0: 4, at most 64) */
     int max_queue;          /* waiting requests before submit says BUSY (0: 256) */
 };
 

@@ -1,8 +1,9 @@
 /*
  * qwen2.c - the Qwen2 forward pass over a KV cache.
  *
- * For n tokens at positions pos..pos+n-1 (a prompt chunk, or n = 1 when
- * decoding):
+ * For a batch of sequences, each with n tokens at positions pos..pos+n-1 of
+ * its own KV cache (a prompt chunk, or n = 1 when decoding), the T = sum(n)
+ * tokens as the rows of one matrix:
  *
  *   x = embedding rows of the ids
  *   per layer:  h = RMSNorm(x) * attn_norm
@@ -10,17 +11,22 @@
  *               q, k rotated by RoPE (NEOX pairs i, i + d/2; theta from the file)
  *               k, v appended to the cache (F16 or F32)
  *               each query head j attends causally over the cached keys of
- *               KV head j / (n_heads / n_kv_heads)  (grouped-query attention)
+ *               KV head j / (n_heads / n_kv_heads)  (grouped-query attention),
+ *               each token over its own sequence's cache only
  *               x += Wo attn
  *               h = RMSNorm(x) * ffn_norm ;  x += Wdown (silu(Wgate h) * (Wup h))
  *   logits = Wout RMSNorm(x) * out_norm      (Wout = the embedding when tied)
  *
- * Matrix products go through kern_matmul with all n tokens at once (batched
- * prefill), on the engine's pool. Per-token row work (bias, RoPE, cache
- * writes) and attention (one work item per query head and token) are split
- * over the same pool. No memory is allocated per token: activations live in
- * the engine's scratch, sized at creation. During prefill only the last
- * position's logits are computed unless the caller asks for all.
+ * Matrix products go through kern_matmul with all T tokens at once, on the
+ * engine's pool: decoding several sequences together reads the weights once
+ * for all of them (decode is bound by that read), and prompt chunks are
+ * blocked matrix-matrix products. Per-token row work (bias, RoPE, cache
+ * writes) is split over the same pool; attention is attention.c's tiled
+ * kernel over each sequence's cache. No memory is allocated per token:
+ * activations live in the engine's scratch, sized at creation (the
+ * attention's tiles grow once). Only the logits asked for are computed:
+ * usually each sequence's last position, all of them gathered into one
+ * product with the output matrix.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -110,8 +116,10 @@ int llm_scratch_init(struct llm_scratch *s, const llm_model *m, int ubatch, int 
     s->att = alloc_f32(T * (size_t)in->hidden);
     s->hb = alloc_f32(T * (size_t)in->ffn);
     s->hb2 = alloc_f32(T * (size_t)in->ffn);
-    s->scores = alloc_f32((size_t)n_threads * ATT_BLOCK * (size_t)n_ctx);
-    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->scores) {
+    s->tok_pos = calloc(T, sizeof(*s->tok_pos));
+    s->tok_kv = calloc(T, sizeof(*s->tok_kv));
+    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
+        !s->tok_pos || !s->tok_kv) {
         llm_scratch_deinit(s);
         return -1;
     }
@@ -128,7 +136,10 @@ void llm_scratch_deinit(struct llm_scratch *s)
     free(s->att);
     free(s->hb);
     free(s->hb2);
-    free(s->scores);
+    free(s->tok_pos);
+    free(s->tok_kv);
+    free(s->out_rows);
+    att_scratch_deinit(&s->attn);
     memset(s, 0, sizeof(*s));
 }
 
@@ -137,9 +148,8 @@ void llm_scratch_deinit(struct llm_scratch *s)
 struct fwd {
     const llm_model *m;
     const struct llm_layer *L;
-    struct llm_kv *kv;
     struct llm_scratch *sc;
-    int layer, n, pos;
+    int layer, n; /* n: rows of the batch */
 };
 
 /* Rows [r0, r1) of n split evenly over nth threads. */
@@ -182,82 +192,17 @@ static void qkv_rows(void *arg, int ith, int nth)
         kern_add(q, f->L->bq, in->hidden);
         kern_add(k, f->L->bk, kv_dim);
         kern_add(v, f->L->bv, kv_dim);
-        int p = f->pos + t;
+        int p = f->sc->tok_pos[t];
+        struct llm_kv *kv = f->sc->tok_kv[t];
         kern_rope_neox(q, in->n_heads, in->head_dim, p, in->rope_theta);
         kern_rope_neox(k, in->n_kv_heads, in->head_dim, p, in->rope_theta);
         size_t off = (size_t)p * kv_dim;
-        if (f->kv->type == LLM_KV_F16) {
-            kern_f32_to_fp16_row(k, (uint16_t *)f->kv->k[f->layer] + off, kv_dim);
-            kern_f32_to_fp16_row(v, (uint16_t *)f->kv->v[f->layer] + off, kv_dim);
+        if (kv->type == LLM_KV_F16) {
+            kern_f32_to_fp16_row(k, (uint16_t *)kv->k[f->layer] + off, kv_dim);
+            kern_f32_to_fp16_row(v, (uint16_t *)kv->v[f->layer] + off, kv_dim);
         } else {
-            memcpy((float *)f->kv->k[f->layer] + off, k, (size_t)kv_dim * sizeof(float));
-            memcpy((float *)f->kv->v[f->layer] + off, v, (size_t)kv_dim * sizeof(float));
-        }
-    }
-}
-
-/*
- * Attention. A work item is one query head and a block of up to ATT_BLOCK
- * consecutive tokens: each key and value row is loaded once per block and
- * used by every token of it while it sits in L1 (the F16 conversion happens
- * inside kern_dot_f16 / kern_axpy_f16), which is what makes prompt
- * processing cheap; decoding has one token per block. Items are dealt
- * round-robin so that the long rows of the causal triangle (late tokens)
- * spread over all threads. Each thread has its own rows of scores.
- */
-static void attention(void *arg, int ith, int nth)
-{
-    const struct fwd *f = arg;
-    const struct llm_model_info *in = &f->m->info;
-    const int hd = in->head_dim, kv_dim = hd * in->n_kv_heads;
-    const int group = in->n_heads / in->n_kv_heads;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const bool f16 = f->kv->type == LLM_KV_F16;
-    const size_t n_ctx = (size_t)f->sc->n_ctx;
-    float *scores = f->sc->scores + (size_t)ith * ATT_BLOCK * n_ctx;
-    int blocks = (f->n + ATT_BLOCK - 1) / ATT_BLOCK;
-    int items = blocks * in->n_heads;
-    for (int i = ith; i < items; i += nth) {
-        int h = i % in->n_heads, hk = h / group;
-        int t0 = (i / in->n_heads) * ATT_BLOCK;
-        int t1 = t0 + ATT_BLOCK < f->n ? t0 + ATT_BLOCK : f->n;
-        int n_keys = f->pos + t1; /* keys the last token of the block sees */
-        size_t off = (size_t)hk * hd;
-        const float *q0 = f->sc->q + (size_t)h * hd;
-        float *out0 = f->sc->att + (size_t)h * hd;
-
-        for (int j = 0; j < n_keys; j++) {
-            /* Token t sees keys 0 .. pos + t: key j from token j - pos on. */
-            int first = j - f->pos > t0 ? j - f->pos : t0;
-            float *sc = scores + (size_t)(first - t0) * n_ctx + j;
-            const float *q = q0 + (size_t)first * in->hidden;
-            if (f16) {
-                const uint16_t *k = (const uint16_t *)f->kv->k[f->layer] + (size_t)j * kv_dim + off;
-                for (int t = first; t < t1; t++, sc += n_ctx, q += in->hidden)
-                    *sc = kern_dot_f16(k, q, hd) * scale;
-            } else {
-                const float *k = (const float *)f->kv->k[f->layer] + (size_t)j * kv_dim + off;
-                for (int t = first; t < t1; t++, sc += n_ctx, q += in->hidden)
-                    *sc = kern_dot_f32(k, q, hd) * scale;
-            }
-        }
-        for (int t = t0; t < t1; t++) {
-            kern_softmax(scores + (size_t)(t - t0) * n_ctx, f->pos + t + 1);
-            memset(out0 + (size_t)t * in->hidden, 0, (size_t)hd * sizeof(float));
-        }
-        for (int j = 0; j < n_keys; j++) {
-            int first = j - f->pos > t0 ? j - f->pos : t0;
-            const float *sc = scores + (size_t)(first - t0) * n_ctx + j;
-            float *out = out0 + (size_t)first * in->hidden;
-            if (f16) {
-                const uint16_t *v = (const uint16_t *)f->kv->v[f->layer] + (size_t)j * kv_dim + off;
-                for (int t = first; t < t1; t++, sc += n_ctx, out += in->hidden)
-                    kern_axpy_f16(out, *sc, v, hd);
-            } else {
-                const float *v = (const float *)f->kv->v[f->layer] + (size_t)j * kv_dim + off;
-                for (int t = first; t < t1; t++, sc += n_ctx, out += in->hidden)
-                    kern_axpy_f32(out, *sc, v, hd);
-            }
+            memcpy((float *)kv->k[f->layer] + off, k, (size_t)kv_dim * sizeof(float));
+            memcpy((float *)kv->v[f->layer] + off, v, (size_t)kv_dim * sizeof(float));
         }
     }
 }
@@ -301,48 +246,127 @@ static void run_ew(struct kern_pool *pool, float *a, const float *b, size_t n, i
         kern_pool_run(pool, elementwise, &j);
 }
 
-void qwen2_forward(const llm_model *m, struct llm_kv *kv, struct llm_scratch *sc,
-                   struct kern_pool *pool, const int32_t *ids, int n, int pos, float *logits,
-                   bool all)
+int qwen2_forward_batch(const llm_model *m, const struct llm_batch_seq *seqs, int n_seqs,
+                        struct llm_scratch *sc, struct kern_pool *pool)
 {
     const struct llm_model_info *in = &m->info;
     const int hidden = in->hidden;
+    const size_t vocab = (size_t)in->n_vocab;
     struct llm_scratch *s = sc;
+    if (n_seqs <= 0 || n_seqs > LLM_MAX_BATCH) return -1;
 
-    for (int t = 0; t < n; t++)
-        kern_matrix_row(&m->embed, ids[t], s->x + (size_t)t * hidden);
+    /* The batch's rows: each sequence's tokens in turn. */
+    int T = 0, n_out = 0, n_askers = 0;
+    bool any_all = false;
+    for (int i = 0; i < n_seqs; i++) {
+        const struct llm_batch_seq *b = &seqs[i];
+        if (b->n <= 0 || T + b->n > s->ubatch || b->pos < 0 || b->pos + b->n > b->kv->cap)
+            return -1;
+        for (int t = 0; t < b->n; t++) {
+            kern_matrix_row(&m->embed, b->ids[t], s->x + (size_t)(T + t) * hidden);
+            s->tok_pos[T + t] = b->pos + t;
+            s->tok_kv[T + t] = b->kv;
+        }
+        T += b->n;
+        if (b->logits) {
+            n_out += b->all ? b->n : 1;
+            any_all |= b->all;
+            n_askers++;
+        }
+    }
+    if (any_all && n_askers > 1) return -1;
+    struct att_seq att[LLM_MAX_BATCH];
+    struct att_shape ash = {in->n_heads, in->n_kv_heads, in->head_dim, false};
 
     for (int l = 0; l < in->n_layers; l++) {
         const struct llm_layer *L = &m->layers[l];
-        struct fwd f = {m, L, kv, s, l, n, pos};
+        struct fwd f = {m, L, s, l, T};
 
-        run_norm(pool, s->x, s->xb, L->attn_norm, n, hidden, in->rms_eps);
-        kern_matmul(&L->wq, s->xb, n, s->q, pool);
-        kern_matmul(&L->wk, s->xb, n, s->k, pool);
-        kern_matmul(&L->wv, s->xb, n, s->v, pool);
-        if (n == 1)
+        run_norm(pool, s->x, s->xb, L->attn_norm, T, hidden, in->rms_eps);
+        kern_matmul(&L->wq, s->xb, T, s->q, pool);
+        kern_matmul(&L->wk, s->xb, T, s->k, pool);
+        kern_matmul(&L->wv, s->xb, T, s->v, pool);
+        if (T == 1)
             qkv_rows(&f, 0, 1);
         else
             kern_pool_run(pool, qkv_rows, &f);
-        kern_pool_run(pool, attention, &f);
-        kern_matmul(&L->wo, s->att, n, s->xb, pool);
-        run_ew(pool, s->x, s->xb, (size_t)n * hidden, 0);
+        int row = 0;
+        for (int i = 0; i < n_seqs; i++) {
+            const struct llm_batch_seq *b = &seqs[i];
+            att[i] = (struct att_seq){
+                .k = b->kv->k[l],
+                .v = b->kv->v[l],
+                .pos = b->pos,
+                .n = b->n,
+                .q = s->q + (size_t)row * hidden,
+                .out = s->att + (size_t)row * hidden,
+            };
+            row += b->n;
+        }
+        /* One cache type per batch: sessions of one engine share the setting;
+         * a mixed batch runs its attention in two calls. */
+        bool mixed = false;
+        for (int i = 1; i < n_seqs; i++)
+            mixed |= seqs[i].kv->type != seqs[0].kv->type;
+        if (!mixed) {
+            ash.f16 = seqs[0].kv->type == LLM_KV_F16;
+            if (att_forward(&ash, att, n_seqs, &s->attn, pool) < 0) return -1;
+        } else {
+            for (int i = 0; i < n_seqs; i++) {
+                ash.f16 = seqs[i].kv->type == LLM_KV_F16;
+                if (att_forward(&ash, &att[i], 1, &s->attn, pool) < 0) return -1;
+            }
+        }
+        kern_matmul(&L->wo, s->att, T, s->xb, pool);
+        run_ew(pool, s->x, s->xb, (size_t)T * hidden, 0);
 
-        run_norm(pool, s->x, s->xb, L->ffn_norm, n, hidden, in->rms_eps);
-        kern_matmul(&L->gate, s->xb, n, s->hb, pool);
-        kern_matmul(&L->up, s->xb, n, s->hb2, pool);
-        run_ew(pool, s->hb, s->hb2, (size_t)n * in->ffn, 1);
-        kern_matmul(&L->down, s->hb, n, s->xb, pool);
-        run_ew(pool, s->x, s->xb, (size_t)n * hidden, 0);
+        run_norm(pool, s->x, s->xb, L->ffn_norm, T, hidden, in->rms_eps);
+        kern_matmul(&L->gate, s->xb, T, s->hb, pool);
+        kern_matmul(&L->up, s->xb, T, s->hb2, pool);
+        run_ew(pool, s->hb, s->hb2, (size_t)T * in->ffn, 1);
+        kern_matmul(&L->down, s->hb, T, s->xb, pool);
+        run_ew(pool, s->x, s->xb, (size_t)T * hidden, 0);
     }
 
-    if (!logits) return;
-    if (all) {
-        run_norm(pool, s->x, s->xb, m->out_norm, n, hidden, in->rms_eps);
-        kern_matmul(m->output, s->xb, n, logits, pool);
-    } else {
-        const float *last = s->x + (size_t)(n - 1) * hidden;
-        kern_rmsnorm(s->xb, last, m->out_norm, hidden, in->rms_eps);
-        kern_matmul(m->output, s->xb, 1, logits, pool);
+    if (n_out == 0) return 0;
+    /* Gather the rows that need logits, normalized, into xb (in batch order). */
+    int r = 0, row = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const struct llm_batch_seq *b = &seqs[i];
+        if (b->logits) {
+            int first = b->all ? 0 : b->n - 1;
+            for (int t = first; t < b->n; t++, r++)
+                kern_rmsnorm(s->xb + (size_t)r * hidden, s->x + (size_t)(row + t) * hidden,
+                             m->out_norm, hidden, in->rms_eps);
+        }
+        row += b->n;
     }
+    int owner = -1;
+    for (int i = 0; i < n_seqs; i++)
+        if (seqs[i].logits) owner = owner == -1 ? i : -2;
+    if (owner >= 0) { /* one sequence asks: straight into its buffer */
+        kern_matmul(m->output, s->xb, n_out, seqs[owner].logits, pool);
+        return 0;
+    }
+    size_t need = (size_t)n_out * vocab * sizeof(float);
+    if (need > s->cap_out_rows) {
+        free(s->out_rows);
+        s->out_rows = aligned_alloc(64, (need + 63) & ~(size_t)63);
+        s->cap_out_rows = s->out_rows ? need : 0;
+        if (!s->out_rows) return -1;
+    }
+    kern_matmul(m->output, s->xb, n_out, s->out_rows, pool);
+    r = 0;
+    for (int i = 0; i < n_seqs; i++)
+        if (seqs[i].logits)
+            memcpy(seqs[i].logits, s->out_rows + (size_t)r++ * vocab, vocab * sizeof(float));
+    return 0;
+}
+
+int qwen2_forward(const llm_model *m, struct llm_kv *kv, struct llm_scratch *sc,
+                  struct kern_pool *pool, const int32_t *ids, int n, int pos, float *logits,
+                  bool all)
+{
+    struct llm_batch_seq b = {kv, ids, n, pos, logits, all};
+    return qwen2_forward_batch(m, &b, 1, sc, pool);
 }

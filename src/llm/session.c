@@ -12,7 +12,8 @@
  * chunks, then per token: sample, report the id and the text it completes
  * (whole UTF-8 characters only, through tok_stream), stop on a stop token,
  * the token limit or a full context, else run the token through the model.
- * The scheduler drives the same steps to interleave requests.
+ * A step is planned, run and committed separately, so that the scheduler can
+ * run the steps of many generations in one batched forward pass.
  */
 #include <math.h>
 #include <stdio.h>
@@ -159,21 +160,25 @@ static int check_ids(const llm_session *s, const int32_t *ids, size_t n, size_t 
 }
 
 /* Runs ids (already appended nowhere) at the end of the cache, chunk by
- * chunk; logits of the last one when want_logits. */
-static void run_tokens(llm_session *s, llm_engine *e, const int32_t *ids, size_t n,
-                       bool want_logits)
+ * chunk; logits of the last one when want_logits. -1 when the forward pass
+ * fails (out of memory); the tokens run before stay cached. */
+static int run_tokens(llm_session *s, llm_engine *e, const int32_t *ids, size_t n,
+                      bool want_logits)
 {
     size_t done = 0;
+    s->has_logits = false;
     while (done < n) {
         size_t chunk = n - done;
         if (chunk > (size_t)e->sc.ubatch) chunk = (size_t)e->sc.ubatch;
         bool last = done + chunk == n;
-        qwen2_forward(s->m, &s->kv, &e->sc, e->pool, ids + done, (int)chunk, (int)s->n_tokens,
-                      last && want_logits ? s->logits : NULL, false);
+        if (qwen2_forward(s->m, &s->kv, &e->sc, e->pool, ids + done, (int)chunk, (int)s->n_tokens,
+                          last && want_logits ? s->logits : NULL, false) < 0)
+            return -1;
         push_tokens(s, ids + done, chunk);
         done += chunk;
     }
     s->has_logits = want_logits && n > 0;
+    return 0;
 }
 
 /* The number of leading ids the cache can keep for this prompt. */
@@ -207,7 +212,10 @@ int llm_session_eval(llm_session *s, llm_engine *e, const int32_t *ids, size_t n
         echo_err_set(err, "the KV cache cannot hold %zu positions", n);
         return LLM_ERR_TOO_LONG;
     }
-    run_tokens(s, e, ids + common, n - common, true);
+    if (run_tokens(s, e, ids + common, n - common, true) < 0) {
+        echo_err_set(err, "out of memory for the attention's working memory");
+        return LLM_ERR_IO;
+    }
     if (reused) *reused = common;
     return 0;
 }
@@ -226,8 +234,11 @@ int llm_session_eval_all(llm_session *s, llm_engine *e, const int32_t *ids, size
     while (done < n) {
         size_t chunk = n - done;
         if (chunk > (size_t)e->sc.ubatch) chunk = (size_t)e->sc.ubatch;
-        qwen2_forward(s->m, &s->kv, &e->sc, e->pool, ids + done, (int)chunk, (int)s->n_tokens,
-                      logits + done * vocab, true);
+        if (qwen2_forward(s->m, &s->kv, &e->sc, e->pool, ids + done, (int)chunk, (int)s->n_tokens,
+                          logits + done * vocab, true) < 0) {
+            echo_err_set(err, "out of memory for the attention's working memory");
+            return LLM_ERR_IO;
+        }
         push_tokens(s, ids + done, chunk);
         done += chunk;
     }
@@ -361,28 +372,28 @@ void llm_gen_finish(struct llm_gen *g, enum llm_finish why, const struct llm_cal
         g->stats.gen_tps = g->stats.completion_tokens / g->stats.gen_seconds;
 }
 
-bool llm_gen_step(struct llm_gen *g, llm_engine *e, const struct llm_callbacks *cb)
+bool llm_gen_plan(struct llm_gen *g, int max_prompt, const struct llm_callbacks *cb,
+                  struct llm_batch_seq *out)
 {
     llm_session *s = g->s;
+    memset(out, 0, sizeof(*out));
+    g->planned = 0;
     if (g->phase == LLM_GEN_DONE) return false;
+    out->kv = &s->kv;
+    out->pos = (int)s->n_tokens;
 
     if (g->phase == LLM_GEN_PROMPT) {
         size_t chunk = g->n_prompt - g->prompt_pos;
-        size_t limit = (size_t)e->sc.ubatch;
-        if (g->chunk > 0 && (size_t)g->chunk < limit) limit = (size_t)g->chunk;
-        if (chunk > limit) chunk = limit;
-        bool last = g->prompt_pos + chunk == g->n_prompt;
-        run_tokens(s, e, g->prompt + g->prompt_pos, chunk, last);
-        g->prompt_pos += chunk;
-        if (last) {
-            g->phase = LLM_GEN_DECODE;
-            g->t_prompt = time_mono_ns();
-            g->t_decode = g->t_prompt;
-        }
+        if (max_prompt < 0) max_prompt = 0;
+        if (chunk > (size_t)max_prompt) chunk = (size_t)max_prompt;
+        out->ids = g->prompt + g->prompt_pos;
+        out->n = (int)chunk;
+        out->logits = g->prompt_pos + chunk == g->n_prompt ? s->logits : NULL;
+        g->planned = (int)chunk;
         return true;
     }
 
-    /* Decode: sample from the last logits, report, then compute the token. */
+    /* Decode: sample from the last logits, report, then plan the token. */
     int32_t id = llm_sampler_sample(g->sampler, s->logits, s->tokens, s->n_tokens);
     s->has_logits = false; /* the sampler modified them */
     if (cb && cb->on_token && cb->on_token(cb->user, id)) {
@@ -409,9 +420,49 @@ bool llm_gen_step(struct llm_gen *g, llm_engine *e, const struct llm_callbacks *
     }
     /* n_tokens < n_ctx was checked just above, so the reservation holds. */
     (void)llm_kv_reserve(&s->kv, (int)s->n_tokens + 1);
-    run_tokens(s, e, &id, 1, true);
-    g->n_decoded++;
+    g->next_id = id;
+    out->ids = &g->next_id;
+    out->n = 1;
+    out->logits = s->logits;
+    g->planned = 1;
     return true;
+}
+
+void llm_gen_commit(struct llm_gen *g, int rc, const struct llm_callbacks *cb)
+{
+    llm_session *s = g->s;
+    int n = g->planned;
+    g->planned = 0;
+    if (g->phase == LLM_GEN_DONE || n == 0) return;
+    if (rc < 0) {
+        snprintf(g->stats.error, sizeof(g->stats.error),
+                 "out of memory for the attention's working memory");
+        llm_gen_finish(g, LLM_FINISH_ERROR, cb);
+        return;
+    }
+    if (g->phase == LLM_GEN_PROMPT) {
+        push_tokens(s, g->prompt + g->prompt_pos, (size_t)n);
+        g->prompt_pos += (size_t)n;
+        if (g->prompt_pos == g->n_prompt) {
+            s->has_logits = true;
+            g->phase = LLM_GEN_DECODE;
+            g->t_prompt = time_mono_ns();
+            g->t_decode = g->t_prompt;
+        }
+        return;
+    }
+    push_tokens(s, &g->next_id, 1);
+    s->has_logits = true;
+    g->n_decoded++;
+}
+
+bool llm_gen_step(struct llm_gen *g, llm_engine *e, const struct llm_callbacks *cb)
+{
+    struct llm_batch_seq b;
+    if (!llm_gen_plan(g, e->sc.ubatch, cb, &b)) return false;
+    int rc = qwen2_forward_batch(g->s->m, &b, 1, &e->sc, e->pool);
+    llm_gen_commit(g, rc, cb);
+    return g->phase != LLM_GEN_DONE;
 }
 
 void llm_gen_end(struct llm_gen *g)

@@ -117,6 +117,36 @@ def test_bench_json(models):
     assert "| pp8" in p.stdout and "bandwidth limit" in p.stdout
 
 
+def test_bench_batch_depth_ttft(models):
+    """Continuous batching, generation at depth and the second turn's time to
+    first token, as bench reports them (figures are not checked, only that
+    each test ran and what it says about itself)."""
+    p = ok(run(["bench", "-m", models / "tiny-q8_0.gguf", "-p", "0", "-n", "6", "-r", "2",
+                "--bw-mib", "0", "--batch", "1,3", "--batch-prompt", "12",
+                "--depth", "0,40", "--ttft", "50", "--ttft-new", "5", "--json"]))
+    tests = {r["test"]: r for r in map(json.loads, p.stdout.splitlines())}
+    for name in ("tg6x1", "tg6x3", "tg6@d0", "tg6@d40"):
+        assert tests[name]["tokens_per_second"] > 0, name
+    assert tests["tg6x3"]["batch"] == 3 and tests["tg6x3"]["prompt_tokens"] == 12
+    assert tests["tg6x3"]["speedup"] > 0 and tests["tg6x1"]["speedup"] == 1
+    assert tests["tg6@d40"]["depth"] == 40
+    t = tests["ttft"]
+    assert t["history_tokens"] == 50 and t["new_tokens"] == 5
+    assert t["reused_tokens"] == 50  # the history came from the conversation's cache
+    assert 0 < t["best"] <= t["seconds"] + 1e-9
+    p = ok(run(["bench", "-m", models / "tiny-q8_0.gguf", "-p", "0", "-n", "4", "-r", "1",
+                "--bw-mib", "0", "--batch", "2", "--ttft", "20"]))
+    assert "| tg4x2" in p.stdout and "ttft (second turn)" in p.stdout
+    # Bad lists and tests that do not fit the context are refused up front.
+    for bad in (["--batch", "0"], ["--batch", "1,,2"], ["--batch", "x"], ["--depth", "-1"],
+                ["--batch", ",".join(["1"] * 17)]):
+        p = run(["bench", "-m", models / "tiny-q8_0.gguf"] + bad)
+        assert p.returncode == 2 and "bad list" in p.stderr, bad
+    p = run(["bench", "-m", models / "tiny-q8_0.gguf", "--ctx", "64", "-p", "8", "-n", "4",
+             "--depth", "100"])
+    assert p.returncode == 1 and "raise --ctx" in p.stderr
+
+
 def test_help():
     for cmd in (["generate"], ["chat"], ["logits"], ["bench"], ["model"]):
         p = run(cmd + ["--help"])

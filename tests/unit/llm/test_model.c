@@ -6,6 +6,9 @@
  *   - the same logits whatever the path: one prompt, every position at once,
  *     a prompt in pieces (prefix reuse), a divergent prompt, tiny ubatches,
  *     F16 vs F32 KV cache;
+ *   - a batched forward pass of several sequences (decode tokens and prompt
+ *     chunks at different positions, F16 and F32 caches) gives each the
+ *     logits it gets alone; batches that break the rules are refused;
  *   - bad input: empty prompts, ids out of range, prompts longer than the
  *     context, bad options;
  *   - generation: greedy and seeded determinism, max_tokens, a full context,
@@ -28,6 +31,7 @@
 #include <cmocka.h>
 
 #include "llm/llm.h"
+#include "llm/model.h"
 
 static char dir[256];
 static char path_f32[512], path_q8[512], path_hf[512], path_hf_sharded[512];
@@ -249,6 +253,106 @@ static void test_eval_paths(void **state)
     llm_session_free(h);
     free(all);
     free(ref);
+}
+
+/* ---- batched forward pass ------------------------------------------------------ */
+
+/* Runs `n` sequences (prefilled with pre[i] tokens, then given new[i] more)
+ * in one batched pass on model m and compares each one's logits with the
+ * same tokens run alone on a twin session. */
+static void batch_case(const llm_model *m, llm_engine *e, int n, const int *pre, const int *fresh,
+                       const enum llm_kv_type *kv, float tol)
+{
+    int V = llm_model_get_info(m)->n_vocab;
+    llm_session *bs[8], *solo[8];
+    int32_t ids[8][96];
+    float *got[8];
+    struct llm_batch_seq b[8];
+    struct echo_err err;
+    echo_err_clear(&err);
+    for (int i = 0; i < n; i++) {
+        prompt_ids(ids[i], pre[i] + fresh[i], V, 10 + i);
+        bs[i] = session(m, 0, kv[i]);
+        solo[i] = session(m, 0, kv[i]);
+        if (pre[i] > 0) {
+            assert_int_equal(llm_session_eval(bs[i], e, ids[i], (size_t)pre[i], NULL, &err), 0);
+            assert_int_equal(llm_session_eval(solo[i], e, ids[i], (size_t)pre[i], NULL, &err), 0);
+        }
+        assert_int_equal(llm_kv_reserve(&bs[i]->kv, pre[i] + fresh[i]), 0);
+        got[i] = malloc((size_t)V * sizeof(float));
+        b[i] = (struct llm_batch_seq){&bs[i]->kv, ids[i] + pre[i], fresh[i], pre[i], got[i], false};
+    }
+    assert_int_equal(qwen2_forward_batch(m, b, n, &e->sc, e->pool), 0);
+    for (int i = 0; i < n; i++) {
+        /* Alone: the prefix is reused, only the new tokens run. */
+        size_t reused = 0;
+        assert_int_equal(llm_session_eval(solo[i], e, ids[i], (size_t)(pre[i] + fresh[i]),
+                                          &reused, &err),
+                         0);
+        assert_int_equal(reused, (size_t)pre[i]);
+        float d = max_diff(got[i], llm_session_logits(solo[i]), V);
+        if (!(d < tol)) {
+            print_error("sequence %d (pre %d, new %d): max diff %g\n", i, pre[i], fresh[i], d);
+            fail();
+        }
+        llm_session_free(bs[i]);
+        llm_session_free(solo[i]);
+        free(got[i]);
+    }
+}
+
+static void test_batch(void **state)
+{
+    (void)state;
+    struct echo_err err;
+    echo_err_clear(&err);
+    const enum llm_kv_type f32[4] = {LLM_KV_F32, LLM_KV_F32, LLM_KV_F32, LLM_KV_F32};
+    const enum llm_kv_type f16[4] = {LLM_KV_F16, LLM_KV_F16, LLM_KV_F16, LLM_KV_F16};
+    const enum llm_kv_type mixed[4] = {LLM_KV_F16, LLM_KV_F32, LLM_KV_F16, LLM_KV_F32};
+    /* Three decoders at different depths and a prompt chunk joining them. */
+    const int pre[4] = {5, 40, 0, 1}, fresh[4] = {1, 1, 17, 1};
+    batch_case(m32, eng, 4, pre, fresh, f32, 1e-4f);
+    batch_case(m32, eng, 4, pre, fresh, f16, 1e-4f);
+    batch_case(m32, eng, 4, pre, fresh, mixed, 1e-4f);
+    /* Two prompt chunks only; one long decoder past a tile. */
+    const int pre2[2] = {0, 70}, fresh2[2] = {30, 2};
+    batch_case(m32, eng, 2, pre2, fresh2, f32, 1e-4f);
+
+    /* A quantized model: each row's activations are quantized on their own,
+     * so a token's logits do not depend on its batch either. */
+    llm_model *q8 = llm_model_load(path_q8, NULL, &err);
+    assert_non_null(q8);
+    llm_engine *e8 = llm_engine_new(q8, 2, 0, &err);
+    assert_non_null(e8);
+    batch_case(q8, e8, 4, pre, fresh, f16, 1e-4f);
+
+    /* Batches that break the rules are refused, not run. */
+    int V = llm_model_get_info(m32)->n_vocab;
+    llm_session *a = session(m32, 0, LLM_KV_F32), *c = session(m32, 0, LLM_KV_F32);
+    assert_int_equal(llm_kv_reserve(&a->kv, 8), 0);
+    assert_int_equal(llm_kv_reserve(&c->kv, 8), 0);
+    int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float *la = malloc((size_t)8 * V * sizeof(float)), *lc = malloc((size_t)8 * V * sizeof(float));
+    struct llm_batch_seq two[2] = {{&a->kv, ids, 4, 0, la, true}, {&c->kv, ids, 4, 0, lc, false}};
+    assert_int_equal(qwen2_forward_batch(m32, two, 2, &eng->sc, eng->pool), -1); /* all + another */
+    two[0].all = false;
+    two[1].n = 0;
+    assert_int_equal(qwen2_forward_batch(m32, two, 2, &eng->sc, eng->pool), -1); /* empty sequence */
+    two[1].n = 4;
+    two[1].pos = a->kv.cap; /* past the reserved cache */
+    assert_int_equal(qwen2_forward_batch(m32, two, 2, &eng->sc, eng->pool), -1);
+    assert_int_equal(qwen2_forward_batch(m32, two, 0, &eng->sc, eng->pool), -1);
+    llm_engine *tiny = llm_engine_new(m32, 1, 6, &err); /* ubatch 6 < 4 + 4 rows */
+    two[1].pos = 0;
+    assert_int_equal(qwen2_forward_batch(m32, two, 2, &tiny->sc, tiny->pool), -1);
+    assert_int_equal(qwen2_forward_batch(m32, two, 1, &tiny->sc, tiny->pool), 0);
+    llm_engine_free(tiny);
+    free(la);
+    free(lc);
+    llm_session_free(a);
+    llm_session_free(c);
+    llm_engine_free(e8);
+    llm_model_free(q8);
 }
 
 static void test_bad_input(void **state)
@@ -655,6 +759,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info),      cmocka_unit_test(test_eval_paths),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_bad_input), cmocka_unit_test(test_generate),
         cmocka_unit_test(test_hf),        cmocka_unit_test(test_bad_files),
     };

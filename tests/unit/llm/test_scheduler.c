@@ -3,7 +3,10 @@
  * model: every accepted request ends exactly once; the streamed pieces of a
  * request add up to what llm_generate produces for the same prompt and seed;
  * several requests run interleaved and a late one does not wait for the
- * others; cancellation of queued and running requests; a conversation's
+ * others; continuous batching: requests of different lengths and sampling
+ * settings batched together give exactly their solo text, a request joining
+ * the running batch with a long prompt does not stall the decoders, and a
+ * cancelled member of a batch stops within a step while the others go on; cancellation of queued and running requests; a conversation's
  * second turn reuses its KV session, and forget/the memory budget drop
  * sessions; requests of one conversation run in order; bad requests are
  * refused at submit (too long, bad ids, full queue); messages are rendered
@@ -110,6 +113,16 @@ static void wait_ends(struct box *b, int n)
     while (b->n_ended < n)
         pthread_cond_wait(&b->cv, &b->mu);
     pthread_mutex_unlock(&b->mu);
+}
+
+/* 1 when the request has ended (without asserting it exists). */
+static int rec_of_maybe_ended(struct box *b, uint64_t id)
+{
+    pthread_mutex_lock(&b->mu);
+    struct rec *r = find(b, id);
+    int ended = r ? r->ends : 0;
+    pthread_mutex_unlock(&b->mu);
+    return ended;
 }
 
 static struct rec *rec_of(struct box *b, uint64_t id)
@@ -261,6 +274,81 @@ static void test_interleaving(void **state)
     box_free(b);
 }
 
+static int pieces_of(struct box *b, uint64_t id)
+{
+    pthread_mutex_lock(&b->mu);
+    struct rec *x = find(b, id);
+    int p = x ? x->pieces : 0;
+    pthread_mutex_unlock(&b->mu);
+    return p;
+}
+
+static void test_batching(void **state)
+{
+    (void)state;
+    struct llm_sched_opts o = {.n_threads = 2, .max_active = 6};
+    llm_sched *s = llm_sched_new(model, &o, NULL);
+    assert_non_null(s);
+    struct box *b = box_new();
+    enum { N = 4 };
+    static const int len[N] = {7, 20, 33, 64}, max_tok[N] = {30, 5, 60, 400};
+    int32_t ids[N][64], big[300];
+    uint64_t id[N];
+    struct llm_request req[N];
+    for (int i = 0; i < N; i++) {
+        ids_for(ids[i], len[i], 20 + i);
+        req[i] = request(NULL, ids[i], (size_t)len[i], max_tok[i], 500 + (uint64_t)i);
+        if (i == 0) req[i].params.sampling.temperature = 0; /* greedy beside sampled ones */
+        if (i == 2) req[i].params.sampling.top_k = 3;
+        id[i] = submit(s, &req[i], b);
+    }
+    /* Once the long one decodes, a request with a 300-token prompt joins:
+     * its prompt runs in bounded chunks while the others keep decoding. */
+    while (pieces_of(b, id[3]) < 3)
+        usleep(1000);
+    ids_for(big, 300, 99);
+    struct llm_request bigr = request(NULL, big, 300, 4, 7);
+    int before = pieces_of(b, id[3]);
+    uint64_t big_id = submit(s, &bigr, b);
+    while (pieces_of(b, big_id) == 0 && rec_of_maybe_ended(b, big_id) == 0)
+        usleep(500);
+    int during = pieces_of(b, id[3]) - before;
+    /* 300 prompt tokens take at least 5 steps of 64 while others decode. */
+    assert_true(during >= 3);
+    wait_ends(b, N + 1);
+    for (int i = 0; i < N; i++) {
+        struct rec *r = rec_of(b, id[i]);
+        assert_int_equal(r->ends, 1);
+        assert_int_equal(r->st.completion_tokens, max_tok[i]);
+        char *want = direct(ids[i], (size_t)len[i], &req[i].params);
+        assert_string_equal(strbuf_cstr(&r->text), want);
+        free(want);
+    }
+    char *want = direct(big, 300, &bigr.params);
+    assert_string_equal(strbuf_cstr(&rec_of(b, big_id)->text), want);
+    free(want);
+
+    /* Cancel one member of a running batch: it stops within a step (at most
+     * the piece being delivered when the call came), the others finish. */
+    uint64_t c[3];
+    for (int i = 0; i < 3; i++) {
+        struct llm_request r = request(NULL, ids[3], 64, i == 1 ? 0 : 40, 900 + (uint64_t)i);
+        c[i] = submit(s, &r, b);
+    }
+    while (pieces_of(b, c[1]) < 5)
+        usleep(500);
+    int at_cancel = pieces_of(b, c[1]);
+    assert_int_equal(llm_sched_cancel(s, c[1]), 0);
+    wait_ends(b, N + 1 + 3);
+    assert_int_equal(rec_of(b, c[1])->st.finish, LLM_FINISH_CANCELLED);
+    assert_true(rec_of(b, c[1])->pieces - at_cancel <= 2);
+    assert_int_equal(rec_of(b, c[0])->st.completion_tokens, 40);
+    assert_int_equal(rec_of(b, c[2])->st.completion_tokens, 40);
+    assert_int_equal(rec_of(b, c[2])->st.finish, LLM_FINISH_LENGTH);
+    llm_sched_free(s);
+    box_free(b);
+}
+
 static void test_cancel(void **state)
 {
     (void)state;
@@ -334,6 +422,48 @@ static void test_conversations(void **state)
     uint64_t e = submit(s, &r2, b);
     wait_ends(b, 4);
     assert_int_equal(rec_of(b, e)->st.reused_tokens, 0);
+    llm_sched_free(s);
+    box_free(b);
+}
+
+/* A chat's second turn rendered from messages (history + the answer as text
+ * + a new message) reuses the conversation's cached history: only the new
+ * part is computed before the first token. */
+static void test_second_turn(void **state)
+{
+    (void)state;
+    struct llm_sched_opts o = {.n_threads = 2, .n_ctx = 1024};
+    llm_sched *s = llm_sched_new(model, &o, NULL);
+    struct box *b = box_new();
+    char history[1200];
+    size_t hl = 0;
+    for (int i = 0; i < 40; i++)
+        hl += (size_t)snprintf(history + hl, sizeof(history) - hl, "line %d of the story. ", i);
+    struct chat_message t1[1] = {{CHAT_ROLE_USER, history, 0}};
+    struct llm_request r = {.conversation = "chat:7", .messages = t1, .n_messages = 1};
+    llm_gen_params_default(&r.params, model);
+    r.params.max_tokens = 12;
+    r.params.sampling.temperature = 0;
+    uint64_t a = submit(s, &r, b);
+    wait_ends(b, 1);
+    struct rec *x = rec_of(b, a);
+    int first_prompt = x->st.prompt_tokens;
+    assert_true(first_prompt > 100);
+    struct chat_message t2[3] = {
+        {CHAT_ROLE_USER, history, 0},
+        {CHAT_ROLE_ASSISTANT, strbuf_cstr(&x->text), 0},
+        {CHAT_ROLE_USER, "and then what happened next?", 0},
+    };
+    r.messages = t2;
+    r.n_messages = 3;
+    uint64_t c = submit(s, &r, b);
+    wait_ends(b, 2);
+    struct rec *y = rec_of(b, c);
+    assert_int_equal(y->ends, 1);
+    /* At least the first turn's whole prompt comes from the cache (the
+     * answer's tokens too when its text tokenizes back to the same ids). */
+    assert_true(y->st.reused_tokens >= first_prompt);
+    assert_true(y->st.prompt_tokens > y->st.reused_tokens);
     llm_sched_free(s);
     box_free(b);
 }
@@ -542,8 +672,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_interleaving),
+        cmocka_unit_test(test_batching),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_conversations),
+        cmocka_unit_test(test_second_turn),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_messages),
