@@ -283,9 +283,10 @@ int qwen2_forward_batch(const llm_model *m, const struct llm_batch_seq *seqs, in
         struct fwd f = {m, L, s, l, T};
 
         run_norm(pool, s->x, s->xb, L->attn_norm, T, hidden, in->rms_eps);
-        kern_matmul(&L->wq, s->xb, T, s->q, pool);
-        kern_matmul(&L->wk, s->xb, T, s->k, pool);
-        kern_matmul(&L->wv, s->xb, T, s->v, pool);
+        /* One quantization of the input and one pool run for Q, K and V. */
+        const struct kern_matrix *wqkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *yqkv[3] = {s->q, s->k, s->v};
+        kern_matmul_multi(wqkv, 3, s->xb, T, yqkv, pool);
         if (T == 1)
             qkv_rows(&f, 0, 1);
         else
@@ -321,8 +322,9 @@ int qwen2_forward_batch(const llm_model *m, const struct llm_batch_seq *seqs, in
         run_ew(pool, s->x, s->xb, (size_t)T * hidden, 0);
 
         run_norm(pool, s->x, s->xb, L->ffn_norm, T, hidden, in->rms_eps);
-        kern_matmul(&L->gate, s->xb, T, s->hb, pool);
-        kern_matmul(&L->up, s->xb, T, s->hb2, pool);
+        const struct kern_matrix *wgu[2] = {&L->gate, &L->up};
+        float *ygu[2] = {s->hb, s->hb2};
+        kern_matmul_multi(wgu, 2, s->xb, T, ygu, pool);
         run_ew(pool, s->hb, s->hb2, (size_t)T * in->ffn, 1);
         kern_matmul(&L->down, s->hb, T, s->xb, pool);
         run_ew(pool, s->x, s->xb, (size_t)T * hidden, 0);
