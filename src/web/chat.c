@@ -161,7 +161,15 @@ static void on_piece(void *user, uint64_t id, const char *text, size_t len)
 {
     (void)id;
     struct gen *g = user;
-    strbuf_append(&g->text, text, len);
+    /* A model may generate the byte token 0x00. It means nothing in a chat
+     * and the stored answer is a C string, so it is dropped here, before
+     * both the stream and the store see it: they must stay equal. */
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nul = memchr(p, 0, (size_t)(end - p));
+        const char *stop = nul ? nul : end;
+        strbuf_append(&g->text, p, (size_t)(stop - p));
+        p = stop + (nul ? 1 : 0);
+    }
     size_t cut = 0;
     for (size_t i = g->text.len; i > g->flushed; i--) {
         char ch = g->text.data[i - 1];
