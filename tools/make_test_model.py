@@ -520,8 +520,13 @@ def _kv(key, vtype, value):
     return out + struct.pack("<" + SCALAR_FMT[vtype], value)
 
 
-def write_gguf(path, sh, vocab, ttype, seed, untied, name, sampling=True):
+def write_gguf(path, sh, vocab, ttype, seed, untied, name, sampling=True, mute_stop=False):
+    """mute_stop (untied only): the output rows of the stop tokens are zero, so
+    their logit is exactly 0 while the top-k (20) of the random logits are all
+    well above 0: sampling never ends an answer before its token limit. Chat
+    tests that press Stop mid-answer need answers that are still running."""
     full = sh.hidden > 512
+    muted = {vocab.eos, vocab.eot} if mute_stop else set()
     tensors = hf_tensor_list(sh, untied)
     kvs = [
         _kv("general.architecture", GGUF_STR, "qwen2"),
@@ -582,7 +587,13 @@ def write_gguf(path, sh, vocab, ttype, seed, untied, name, sampling=True):
             assert f.tell() == base + off
             chunk_rows = max(1, (1 << 24) // shape[-1])
             written = 0
+            row0 = 0
             for rows in generate_rows(seed, index, hf_name, shape, sh, full, chunk_rows):
+                if hf_name == "lm_head.weight" and muted:
+                    for r in muted:
+                        if row0 <= r < row0 + len(rows):
+                            rows[r - row0] = 0
+                row0 += len(rows)
                 data = encode_tensor(rows, t)
                 f.write(data.tobytes())
                 written += data.size
@@ -728,6 +739,9 @@ def main(argv):
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--vocab", default=None, help="vocabulary GGUF, or 'synthetic'")
     ap.add_argument("--untied", action="store_true", help="write a separate output matrix")
+    ap.add_argument("--mute-stop", action="store_true",
+                    help="(gguf, with --untied) zero the output rows of the stop tokens: "
+                         "top-k sampling never ends an answer early (chat tests)")
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--context", type=int, default=None)
     ap.add_argument("--no-sampling-keys", action="store_true",
@@ -738,8 +752,10 @@ def main(argv):
     sh = Shapes(a.size, len(vocab.tokens), a.context)
     name = "echo-test-qwen2-%s" % a.size
     if a.what == "gguf":
+        if a.mute_stop and not a.untied:
+            ap.error("--mute-stop needs --untied (tied output rows are the embeddings)")
         write_gguf(a.out, sh, vocab, TYPE_BY_NAME[a.type], a.seed, a.untied, name,
-                   not a.no_sampling_keys)
+                   not a.no_sampling_keys, a.mute_stop)
     elif a.what == "hf":
         write_hf(a.out, sh, vocab, a.seed, a.untied, max(1, a.shards))
     else:

@@ -3,7 +3,8 @@
 // with a tiny random-weight model (tools/make_test_model.py; its answers are
 // gibberish, which is fine; its output matrix is untied from the embeddings,
 // because a tied random model tends to repeat one token, often a newline,
-// which renders as nothing).
+// which renders as nothing, and its stop tokens are muted so that an answer
+// is still running when the test presses Stop).
 //
 // One person signs up through the real form, lands on the chat page, types
 // a message and presses Enter, watches the answer stream in and finish with
@@ -96,7 +97,7 @@ before(async () => {
   tmp = await mkdtemp(path.join(tmpdir(), 'echo-chat-browser-'));
   model = path.join(tmp, 'tiny-q8_0.gguf');
   const r = spawnSync('/usr/bin/python3', [path.join(ROOT, 'tools/make_test_model.py'), '--size',
-    'tiny', '--type', 'q8_0', '--untied', 'gguf', model], { encoding: 'utf8' });
+    'tiny', '--type', 'q8_0', '--untied', '--mute-stop', 'gguf', model], { encoding: 'utf8' });
   assert.equal(r.status, 0, `making the test model failed: ${r.stderr}`);
   browser = await chromium.launch({ executablePath: chromiumPath(),
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
