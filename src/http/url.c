@@ -8,6 +8,21 @@
 
 #include "http/url.h"
 
+void http_pct_encode(struct strbuf *sb, const char *s, const char *keep)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~' || (keep && strchr(keep, *p))) {
+            strbuf_putc(sb, (char)*p);
+        } else {
+            strbuf_putc(sb, '%');
+            strbuf_putc(sb, hex[*p >> 4]);
+            strbuf_putc(sb, hex[*p & 15]);
+        }
+    }
+}
+
 static int hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

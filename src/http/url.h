@@ -20,6 +20,14 @@
 int http_pct_decode(const char *in, size_t len, bool plus_is_space, char *out, size_t *out_len);
 
 /*
+ * Appends s percent-encoded to sb: every byte except the RFC 3986
+ * unreserved characters (A-Z a-z 0-9 - . _ ~) and those listed in keep
+ * (NULL: none; e.g. "/" for a path kept readable in a query value) becomes
+ * %XX. Safe for query values and form bodies.
+ */
+void http_pct_encode(struct strbuf *sb, const char *s, const char *keep);
+
+/*
  * Decodes and normalizes a request path (the part before "?"; an absolute
  * "http://host/path" target is reduced to its path). Result in arena a.
  * Returns 0, or HTTP_ERR_BAD_REQUEST with err saying why: not starting with

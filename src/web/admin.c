@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/url.h"
 #include "web/admin.h"
 #include "web/auth.h"
 #include "web/chat.h"
@@ -71,28 +72,13 @@ static void answer_db_error(http_response *res, int status)
         http_response_error(res, HTTP_STATUS_INTERNAL_ERROR, NULL);
 }
 
-static void url_encode(struct strbuf *sb, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            strbuf_putc(sb, (char)*p);
-        } else {
-            strbuf_putc(sb, '%');
-            strbuf_putc(sb, hex[*p >> 4]);
-            strbuf_putc(sb, hex[*p & 15]);
-        }
-    }
-}
-
 static void qs_add(struct strbuf *sb, const char *name, const char *value)
 {
     if (!value || !value[0]) return;
     strbuf_putc(sb, sb->len ? '&' : '?');
     strbuf_puts(sb, name);
     strbuf_putc(sb, '=');
-    url_encode(sb, value);
+    http_pct_encode(sb, value, NULL);
 }
 
 /* ---- dates ------------------------------------------------------------------ */

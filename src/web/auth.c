@@ -23,6 +23,7 @@
 
 #include <sodium.h>
 
+#include "http/url.h"
 #include "web/auth.h"
 #include "web/form.h"
 
@@ -136,22 +137,6 @@ bool web_safe_next(const char *next)
         if (c < 0x20 || c == 0x7f || c == '\\') return false;
     }
     return true;
-}
-
-/* Percent-encodes s as a query value (RFC 3986 unreserved and "/" kept). */
-static void append_query_value(struct strbuf *sb, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~' || *p == '/') {
-            strbuf_putc(sb, (char)*p);
-        } else {
-            strbuf_putc(sb, '%');
-            strbuf_putc(sb, hex[*p >> 4]);
-            strbuf_putc(sb, hex[*p & 15]);
-        }
-    }
 }
 
 /* A Location for a checked local path: bytes a header should not carry
@@ -369,7 +354,7 @@ bool web_login_required(http_request *req, http_response *res)
         strbuf_putc(&here, '?');
         strbuf_puts(&here, q);
     }
-    append_query_value(&to, strbuf_cstr(&here));
+    http_pct_encode(&to, strbuf_cstr(&here), "/");
     enum http_method m = http_request_method(req);
     http_response_redirect(
         res, m == HTTP_GET || m == HTTP_HEAD ? HTTP_STATUS_FOUND : HTTP_STATUS_SEE_OTHER,

@@ -41,6 +41,7 @@
 #include <utf8proc.h>
 
 #include "db/oauth.h"
+#include "http/url.h"
 #include "web/auth.h"
 #include "web/form.h"
 #include "web/oauth.h"
@@ -316,9 +317,9 @@ static void start(http_request *req, http_response *res, void *arg)
     strbuf_puts(&to, o->auth_url);
     strbuf_putc(&to, strchr(o->auth_url, '?') ? '&' : '?');
     strbuf_puts(&to, "response_type=code&scope=openid%20email%20profile&client_id=");
-    oauth_url_encode(&to, o->client_id);
+    http_pct_encode(&to, o->client_id, NULL);
     strbuf_puts(&to, "&redirect_uri=");
-    oauth_url_encode(&to, o->redirect_uri);
+    http_pct_encode(&to, o->redirect_uri, NULL);
     strbuf_puts(&to, "&state=");
     strbuf_puts(&to, state);
     strbuf_puts(&to, "&nonce=");
@@ -398,15 +399,15 @@ static int exchange(struct web_oauth *o, const char *code, const char *verifier,
     struct strbuf form;
     strbuf_init(&form);
     strbuf_puts(&form, "grant_type=authorization_code&code=");
-    oauth_url_encode(&form, code);
+    http_pct_encode(&form, code, NULL);
     strbuf_puts(&form, "&redirect_uri=");
-    oauth_url_encode(&form, o->redirect_uri);
+    http_pct_encode(&form, o->redirect_uri, NULL);
     strbuf_puts(&form, "&client_id=");
-    oauth_url_encode(&form, o->client_id);
+    http_pct_encode(&form, o->client_id, NULL);
     strbuf_puts(&form, "&client_secret=");
-    oauth_url_encode(&form, o->client_secret);
+    http_pct_encode(&form, o->client_secret, NULL);
     strbuf_puts(&form, "&code_verifier=");
-    oauth_url_encode(&form, verifier);
+    http_pct_encode(&form, verifier, NULL);
     struct oauth_http_request rq = {.url = o->token_url,
                                     .form = strbuf_cstr(&form),
                                     .timeout_ms = remaining_ms(deadline),
@@ -834,7 +835,7 @@ static void context(web_app *app, http_request *req, json_t *ctx, void *arg)
         const char *next = requested_next(req);
         if (next) {
             strbuf_puts(&url, "?next=");
-            oauth_url_encode(&url, next);
+            http_pct_encode(&url, next, NULL);
         }
         json_object_set_new(ctx, "oauth", json_pack("{s:s}", "google_url", strbuf_cstr(&url)));
         strbuf_deinit(&url);

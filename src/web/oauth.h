@@ -161,9 +161,6 @@ struct oauth_http_request {
 int oauth_http_call(const struct oauth_http_request *rq, struct oauth_http_result *out,
                     struct echo_err *err);
 
-/* Appends s percent-encoded for a query or form value (RFC 3986 unreserved
- * characters kept). */
-void oauth_url_encode(struct strbuf *sb, const char *s);
 
 /* ---- the area (oauth.c) ------------------------------------------------- */
 

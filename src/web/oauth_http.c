@@ -55,20 +55,6 @@ bool oauth_url_allowed(const char *url)
     return loopback_host(host, n) && (host[n] == 0 || host[n] == ':' || host[n] == '/');
 }
 
-void oauth_url_encode(struct strbuf *sb, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            strbuf_putc(sb, (char)*p);
-        } else {
-            strbuf_putc(sb, '%');
-            strbuf_putc(sb, hex[*p >> 4]);
-            strbuf_putc(sb, hex[*p & 15]);
-        }
-    }
-}
 
 struct call {
     struct oauth_http_result *out;

@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "db/db.h"
+#include "http/url.h"
 #include "web/oauth.h"
 
 /* ---- RFC 7515 A.2 -------------------------------------------------------- */
@@ -636,8 +637,12 @@ static void test_url_rules(void **state)
 
     struct strbuf sb;
     strbuf_init(&sb);
-    oauth_url_encode(&sb, "a b&c=d/é~_.-");
+    http_pct_encode(&sb, "a b&c=d/é~_.-", NULL);
     assert_string_equal(strbuf_cstr(&sb), "a%20b%26c%3Dd%2F%C3%A9~_.-");
+    strbuf_deinit(&sb);
+    strbuf_init(&sb);
+    http_pct_encode(&sb, "/chat?x=1", "/");
+    assert_string_equal(strbuf_cstr(&sb), "/chat%3Fx%3D1");
     strbuf_deinit(&sb);
 
     struct oauth_http_request rq = {.url = "http://example.com/", .timeout_ms = 100};
