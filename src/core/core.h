@@ -111,6 +111,9 @@ int dir_make_all(const char *path, int mode, struct echo_err *err);
 /* Monotonic clock in nanoseconds / wall clock in seconds since the epoch. */
 uint64_t time_mono_ns(void);
 double time_now_s(void);
+/* Days since 1970-01-01 of the proleptic Gregorian date y-m-d (m 1-12,
+ * d 1-31; not validated), exact for any year: H. Hinnant's days_from_civil. */
+int64_t time_days_from_civil(int64_t y, int m, int d);
 
 /* ---- text -------------------------------------------------------------- */
 

@@ -81,17 +81,6 @@ static int read_time(const char **p, int *h, int *m, int *s)
     return 0;
 }
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian), H. Hinnant's algorithm. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 int http_date_parse(const char *s, time_t *out)
 {
     if (!s) return -1;
@@ -136,7 +125,7 @@ int http_date_parse(const char *s, time_t *out)
             return -1;
     }
     if (day < 1 || day > 31 || h > 23 || mi > 59 || se > 60) return -1;
-    int64_t days = days_from_civil(year, mon + 1, day);
+    int64_t days = time_days_from_civil(year, mon + 1, day);
     *out = (time_t)(days * 86400 + h * 3600 + mi * 60 + se);
     return 0;
 }

@@ -155,18 +155,6 @@ static void format_value(char *buf, size_t size, double v, bool integral)
 
 /* ---- dates ------------------------------------------------------------- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil, exact for every year we accept). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 static void civil_from_days(int64_t z, int *y, int *m, int *d)
 {
     z += 719468;
@@ -197,7 +185,7 @@ static bool parse_date(const char *s, int64_t *days)
     int d = (s[8] - '0') * 10 + (s[9] - '0');
     if (y < 1 || m < 1 || m > 12 || d < 1) return false;
     if (d > mdays[m - 1] + (m == 2 && leap(y))) return false;
-    *days = days_from_civil(y, m, d);
+    *days = time_days_from_civil(y, m, d);
     return true;
 }
 
@@ -249,7 +237,7 @@ static int date_ticks(int64_t d0, int64_t d1, int max_ticks, struct date_tick *t
         if (dd0 != 1 && ++m > 12) m = 1, y++;
         for (;;) {
             if ((m - 1) % step == 0) {
-                int64_t d = days_from_civil(y, m, 1);
+                int64_t d = time_days_from_civil(y, m, 1);
                 if (d > d1 || n >= cap) break;
                 ticks[n++].day = d;
             }
@@ -260,7 +248,7 @@ static int date_ticks(int64_t d0, int64_t d1, int max_ticks, struct date_tick *t
         int y = y0 + (m0 != 1 || dd0 != 1);
         y = ((y + step - 1) / step) * step;
         for (; y <= 9999 && n < cap; y += step) {
-            int64_t d = days_from_civil(y, 1, 1);
+            int64_t d = time_days_from_civil(y, 1, 1);
             if (d > d1) break;
             ticks[n++].day = d;
         }

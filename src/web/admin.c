@@ -83,17 +83,6 @@ static void qs_add(struct strbuf *sb, const char *name, const char *value)
 
 /* ---- dates ------------------------------------------------------------------ */
 
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    /* Howard Hinnant's days_from_civil (proleptic Gregorian, UTC). */
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 bool web_admin_parse_date(const char *s, int64_t *out)
 {
     if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
@@ -103,7 +92,7 @@ bool web_admin_parse_date(const char *s, int64_t *out)
     static const int md[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (y < 1970 || m < 1 || m > 12 || d < 1 || d > md[m - 1] + (m == 2 && leap)) return false;
-    *out = days_from_civil(y, m, d) * 86400;
+    *out = time_days_from_civil(y, m, d) * 86400;
     return true;
 }
 
