@@ -16,6 +16,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +24,9 @@ import uuid
 
 import requests
 import socketio
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from http_server import field  # noqa: E402,F401  (used here and by the chat tests)
 
 SOURCE = os.environ.get("ECHO_SOURCE_DIR",
                         os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -129,14 +133,6 @@ class ChatServer:
         finally:
             con.close()
 
-
-def field(page, name):
-    """The value of the <input name=...> of a page (unescaped)."""
-    for tag in re.findall(r"<input\b[^>]*>", page, re.S):
-        if re.search(r'\bname="%s"' % re.escape(name), tag):
-            m = re.search(r'\bvalue="([^"]*)"', tag)
-            return html.unescape(m.group(1)) if m else None
-    return None
 
 
 def unique(prefix="chat"):

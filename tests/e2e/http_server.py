@@ -6,10 +6,13 @@ and traversal tests control every file), instance/ is fresh, and no .env of a
 developer is read. Servers listen on 127.0.0.1 on a free port and are always
 stopped by the test that started them.
 """
+import html
 import os
+import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -137,3 +140,35 @@ def parse_response(raw):
     if "content-length" in headers:
         body = body[: int(headers["content-length"])]
     return status, headers, body
+
+
+# ---- helpers shared by the page tests (accounts, profile, admin, oauth, chat) ----
+
+def db_path(server):
+    """The SQLite file of a running Server."""
+    return os.path.join(server.dir, "instance", "echo.db")
+
+
+def sql(server, query, args=()):
+    """Runs one statement on a Server's database (committed) and returns its rows."""
+    con = sqlite3.connect(db_path(server), timeout=10)
+    try:
+        rows = con.execute(query, args).fetchall()
+        con.commit()
+        return rows
+    finally:
+        con.close()
+
+
+def field(page, name):
+    """The value attribute of the <input name=...> of a page (unescaped)."""
+    for tag in re.findall(r"<input\b[^>]*>", page, re.S):
+        if re.search(r'\bname="%s"' % re.escape(name), tag):
+            m = re.search(r'\bvalue="([^"]*)"', tag)
+            return html.unescape(m.group(1)) if m else None
+    return None
+
+
+def flashes(page):
+    """The texts of a page's flash messages (unescaped)."""
+    return [html.unescape(t) for t in re.findall(r'<p class="flash-text">([^<]*)</p>', page)]

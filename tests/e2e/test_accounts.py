@@ -21,7 +21,7 @@ import pytest
 import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
-from http_server import ECHOBOT, Server, clean_env  # noqa: E402
+from http_server import ECHOBOT, Server, clean_env, db_path, field, flashes, sql  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,27 +31,7 @@ def srv():
     s.stop()
 
 
-def db_path(server):
-    return os.path.join(server.dir, "instance", "echo.db")
 
-
-def sql(server, query, args=()):
-    con = sqlite3.connect(db_path(server), timeout=10)
-    try:
-        rows = con.execute(query, args).fetchall()
-        con.commit()
-        return rows
-    finally:
-        con.close()
-
-
-def field(page, name):
-    """The value attribute of the <input name=...> of a page (unescaped)."""
-    for tag in re.findall(r"<input\b[^>]*>", page, re.S):
-        if re.search(r'\bname="%s"' % re.escape(name), tag):
-            m = re.search(r'\bvalue="([^"]*)"', tag)
-            return html.unescape(m.group(1)) if m else None
-    return None
 
 
 def form_fields(client, server, path):
@@ -98,9 +78,6 @@ def logged_in_as(client, server):
     m = re.search(r'<span class="nav-user-name">([^<]*)</span>', r.text)
     return html.unescape(m.group(1)) if m else None
 
-
-def flashes(page):
-    return [html.unescape(t) for t in re.findall(r'<p class="flash-text">([^<]*)</p>', page)]
 
 
 def test_signup_logout_login_flow(srv):

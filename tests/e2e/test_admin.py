@@ -13,7 +13,6 @@ import html
 import io
 import os
 import re
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
-from http_server import ECHOBOT, Server, clean_env  # noqa: E402
+from http_server import ECHOBOT, Server, clean_env, db_path, field, flashes, sql  # noqa: E402
 
 FAST = {"ECHO_ANTIBOT_MIN_MS": "0", "ECHO_RATELIMIT_ENABLED": "0"}
 PASSWORD = "password123"
@@ -38,34 +37,12 @@ def srv():
     s.stop()
 
 
-def db_path(server):
-    return os.path.join(server.dir, "instance", "echo.db")
 
-
-def sql(server, query, args=()):
-    con = sqlite3.connect(db_path(server), timeout=10)
-    try:
-        rows = con.execute(query, args).fetchall()
-        con.commit()
-        return rows
-    finally:
-        con.close()
-
-
-def field(page, name):
-    for tag in re.findall(r"<input\b[^>]*>", page, re.S):
-        if re.search(r'\bname="%s"' % re.escape(name), tag):
-            m = re.search(r'\bvalue="([^"]*)"', tag)
-            return html.unescape(m.group(1)) if m else None
-    return None
 
 
 def unique(prefix="a"):
     return prefix + uuid.uuid4().hex[:10]
 
-
-def flashes(page):
-    return [html.unescape(t) for t in re.findall(r'<p class="flash-text">([^<]*)</p>', page)]
 
 
 def errors(page):

@@ -14,7 +14,6 @@ person is on /login with a message and no logged-in session exists.
 import html
 import os
 import re
-import sqlite3
 import sys
 import time
 import urllib.parse
@@ -25,7 +24,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_oidc import FakeProvider  # noqa: E402
-from http_server import Server  # noqa: E402
+from http_server import Server, field, flashes, sql  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,26 +48,7 @@ def reset(fake):
     fake.reset()
 
 
-def sql(server, query, args=()):
-    con = sqlite3.connect(os.path.join(server.dir, "instance", "echo.db"), timeout=10)
-    try:
-        rows = con.execute(query, args).fetchall()
-        con.commit()
-        return rows
-    finally:
-        con.close()
 
-
-def field(page, name):
-    for tag in re.findall(r"<input\b[^>]*>", page, re.S):
-        if re.search(r'\bname="%s"' % re.escape(name), tag):
-            m = re.search(r'\bvalue="([^"]*)"', tag)
-            return html.unescape(m.group(1)) if m else None
-    return None
-
-
-def flashes(page):
-    return [html.unescape(t) for t in re.findall(r'<p class="flash-text">([^<]*)</p>', page)]
 
 
 def logged_in_as(client, server):

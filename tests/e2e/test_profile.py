@@ -9,7 +9,6 @@ a setting under test). Test pictures are PNG files written by hand (zlib).
 import html
 import os
 import re
-import sqlite3
 import struct
 import sys
 import time
@@ -20,7 +19,8 @@ import pytest
 import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
-from http_server import ECHOBOT, Server, clean_env, free_port  # noqa: E402
+from http_server import (ECHOBOT, Server, clean_env, field, flashes,  # noqa: E402
+                         free_port, sql)
 
 import subprocess  # noqa: E402
 
@@ -34,34 +34,12 @@ def srv():
     s.stop()
 
 
-def db_path(server):
-    return os.path.join(server.dir, "instance", "echo.db")
 
-
-def sql(server, query, args=()):
-    con = sqlite3.connect(db_path(server), timeout=10)
-    try:
-        rows = con.execute(query, args).fetchall()
-        con.commit()
-        return rows
-    finally:
-        con.close()
-
-
-def field(page, name):
-    for tag in re.findall(r"<input\b[^>]*>", page, re.S):
-        if re.search(r'\bname="%s"' % re.escape(name), tag):
-            m = re.search(r'\bvalue="([^"]*)"', tag)
-            return html.unescape(m.group(1)) if m else None
-    return None
 
 
 def unique(prefix="p"):
     return prefix + uuid.uuid4().hex[:10]
 
-
-def flashes(page):
-    return [html.unescape(t) for t in re.findall(r'<p class="flash-text">([^<]*)</p>', page)]
 
 
 def signup(client, server, name, password="password123"):
