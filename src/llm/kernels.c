@@ -528,77 +528,6 @@ void kern_scalar_matmul(const struct mm_args *a, int r0, int r1, int t0, int t1)
     }
 }
 
-/* Attention in the plainest terms: scores, softmax, weighted sum of the values. */
-void kern_scalar_attention_f16(float *out, const float *q, int n_q, const uint16_t *K,
-                               const uint16_t *V, size_t kv_stride, int n_keys, int head_dim,
-                               float scale, float *scratch)
-{
-    for (int h = 0; h < n_q; h++) {
-        const float *qh = q + (size_t)h * head_dim;
-        float *p = scratch + (size_t)h * n_keys;
-        for (int j = 0; j < n_keys; j++)
-            p[j] = kern_scalar_dot_f16(K + (size_t)j * kv_stride, qh, head_dim) * scale;
-        kern_scalar_softmax(p, n_keys);
-        for (int d = 0; d < head_dim; d++) {
-            double sum = 0.0;
-            for (int j = 0; j < n_keys; j++)
-                sum += (double)p[j] * kern_fp16_to_f32(V[(size_t)j * kv_stride + d]);
-            out[(size_t)h * head_dim + d] = (float)sum;
-        }
-    }
-}
-
-void kern_scalar_attention_f32(float *out, const float *q, int n_q, const float *K, const float *V,
-                               size_t kv_stride, int n_keys, int head_dim, float scale,
-                               float *scratch)
-{
-    for (int h = 0; h < n_q; h++) {
-        const float *qh = q + (size_t)h * head_dim;
-        float *p = scratch + (size_t)h * n_keys;
-        for (int j = 0; j < n_keys; j++)
-            p[j] = kern_scalar_dot_f32(K + (size_t)j * kv_stride, qh, head_dim) * scale;
-        kern_scalar_softmax(p, n_keys);
-        for (int d = 0; d < head_dim; d++) {
-            double sum = 0.0;
-            for (int j = 0; j < n_keys; j++)
-                sum += (double)p[j] * V[(size_t)j * kv_stride + d];
-            out[(size_t)h * head_dim + d] = (float)sum;
-        }
-    }
-}
-
-void kern_generic_attention_f16(const struct kern_ops *ops, float *out, const float *q, int n_q,
-                                const uint16_t *K, const uint16_t *V, size_t kv_stride, int n_keys,
-                                int head_dim, float scale, float *scratch)
-{
-    for (int h = 0; h < n_q; h++) {
-        const float *qh = q + (size_t)h * head_dim;
-        float *p = scratch + (size_t)h * n_keys, *o = out + (size_t)h * head_dim;
-        for (int j = 0; j < n_keys; j++)
-            p[j] = ops->dot_f16(K + (size_t)j * kv_stride, qh, head_dim) * scale;
-        ops->softmax(p, n_keys);
-        memset(o, 0, (size_t)head_dim * sizeof(float));
-        for (int j = 0; j < n_keys; j++)
-            ops->axpy_f16(o, p[j], V + (size_t)j * kv_stride, head_dim);
-    }
-}
-
-void kern_generic_attention_f32(const struct kern_ops *ops, float *out, const float *q, int n_q,
-                                const float *K, const float *V, size_t kv_stride, int n_keys,
-                                int head_dim, float scale, float *scratch)
-{
-    for (int h = 0; h < n_q; h++) {
-        const float *qh = q + (size_t)h * head_dim;
-        float *p = scratch + (size_t)h * n_keys, *o = out + (size_t)h * head_dim;
-        for (int j = 0; j < n_keys; j++)
-            p[j] = ops->dot_f32(K + (size_t)j * kv_stride, qh, head_dim) * scale;
-        ops->softmax(p, n_keys);
-        memset(o, 0, (size_t)head_dim * sizeof(float));
-        for (int j = 0; j < n_keys; j++)
-            ops->axpy_f32(o, p[j], V + (size_t)j * kv_stride, head_dim);
-    }
-}
-
 uint64_t kern_scalar_read_stream(const void *p, size_t n)
 {
     const uint64_t *w = p;
@@ -625,8 +554,6 @@ const struct kern_ops kern_ops_scalar = {
     .softmax = kern_scalar_softmax,
     .swiglu = kern_scalar_swiglu,
     .f32_to_fp16_row = kern_scalar_f32_to_fp16_row,
-    .attention_f16 = kern_scalar_attention_f16,
-    .attention_f32 = kern_scalar_attention_f32,
     .read_stream = kern_scalar_read_stream,
 };
 
@@ -772,18 +699,6 @@ void kern_swiglu(float *out, const float *gate, const float *up, int n)
 void kern_f32_to_fp16_row(const float *src, uint16_t *dst, int n)
 {
     kern_ops_get()->f32_to_fp16_row(src, dst, n);
-}
-
-void kern_attention_f16(float *out, const float *q, int n_q, const uint16_t *K, const uint16_t *V,
-                        size_t kv_stride, int n_keys, int head_dim, float scale, float *scratch)
-{
-    kern_ops_get()->attention_f16(out, q, n_q, K, V, kv_stride, n_keys, head_dim, scale, scratch);
-}
-
-void kern_attention_f32(float *out, const float *q, int n_q, const float *K, const float *V,
-                        size_t kv_stride, int n_keys, int head_dim, float scale, float *scratch)
-{
-    kern_ops_get()->attention_f32(out, q, n_q, K, V, kv_stride, n_keys, head_dim, scale, scratch);
 }
 
 /*

@@ -2,7 +2,7 @@
  * kernels.h - the numeric kernels of the inference engine: matrix products
  * over the weight types of GGUF files (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
  * Q6_K), the row kernels of a transformer layer (RMSNorm, RoPE, softmax,
- * SwiGLU, dot/axpy and grouped-query attention over the KV cache) and the
+ * SwiGLU, dot/axpy; attention itself is llm/attention.c) and the
  * conversions and (de)quantization of rows.
  *
  * Every kernel has a plain scalar reference (kernels.c, read it like the
@@ -154,21 +154,6 @@ float kern_dot_f16(const uint16_t *a, const float *b, int n);
 /* y += a * x */
 void kern_axpy_f16(float *y, float a, const uint16_t *x, int n);
 void kern_axpy_f32(float *y, float a, const float *x, int n);
-
-/*
- * Grouped-query attention of one position: n_q query heads (head h at
- * q + h*head_dim) that share one key/value head attend to n_keys cached
- * positions, key j at K + j*kv_stride and value j at V + j*kv_stride
- * (elements):
- *     p_h = softmax_j(scale * q_h . K_j),  out[h*head_dim + d] = sum_j p_hj V_j[d]
- * scratch holds n_q * n_keys floats (the probabilities, left there). The
- * cache is read once for all n_q heads, and one call replaces 2 * n_q *
- * n_keys calls of dot/axpy. out must not overlap q, K or V.
- */
-void kern_attention_f16(float *out, const float *q, int n_q, const uint16_t *K, const uint16_t *V,
-                        size_t kv_stride, int n_keys, int head_dim, float scale, float *scratch);
-void kern_attention_f32(float *out, const float *q, int n_q, const float *K, const float *V,
-                        size_t kv_stride, int n_keys, int head_dim, float scale, float *scratch);
 
 /* ---- conversions and (de)quantization of rows ----------------------------- */
 

@@ -884,20 +884,6 @@ AVX2 static uint64_t read_stream(const void *p, size_t n)
     return (uint64_t)_mm_cvtsi128_si64(y) ^ (uint64_t)_mm_extract_epi64(y, 1);
 }
 
-static void attention_f16(float *out, const float *q, int n_q, const uint16_t *K, const uint16_t *V,
-                          size_t kv_stride, int n_keys, int head_dim, float scale, float *scratch)
-{
-    kern_generic_attention_f16(&kern_ops_avx2, out, q, n_q, K, V, kv_stride, n_keys, head_dim,
-                               scale, scratch);
-}
-
-static void attention_f32(float *out, const float *q, int n_q, const float *K, const float *V,
-                          size_t kv_stride, int n_keys, int head_dim, float scale, float *scratch)
-{
-    kern_generic_attention_f32(&kern_ops_avx2, out, q, n_q, K, V, kv_stride, n_keys, head_dim,
-                               scale, scratch);
-}
-
 const struct kern_ops kern_ops_avx2 = {
     .quantize_act = quantize_act,
     .matmul = matmul,
@@ -911,8 +897,6 @@ const struct kern_ops kern_ops_avx2 = {
     .softmax = softmax,
     .swiglu = swiglu,
     .f32_to_fp16_row = f32_to_fp16_row,
-    .attention_f16 = attention_f16,
-    .attention_f32 = attention_f32,
     .read_stream = read_stream,
 };
 

@@ -1,6 +1,6 @@
 /*
  * kernels_avx512.c - the AVX-512 path (F, BW, VL, DQ, VNNI): 16-wide row
- * kernels with masked tails, fused grouped-query attention, float-type
+ * kernels with masked tails, float-type
  * matrix products, and the int8 VNNI kernels over the P16 packed layout of
  * Q8_0/Q4_0/Q4_K/Q6_K matrices (kernels_impl.h) that make decode run at
  * memory speed and prefill compute-efficient.
@@ -235,137 +235,6 @@ AVX512 static void f32_to_fp16_row(const float *src, uint16_t *dst, int n)
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         _mm256_mask_storeu_epi16(dst + i, m, h);
     }
-}
-
-/* ---- attention ------------------------------------------------------------------- */
-
-/* 16 values of a KV cache row as floats. */
-AVX512_INLINE __m512 kv_load16(const void *base, size_t idx, const bool f16)
-{
-    if (f16) return load_f16x16((const uint16_t *)base + idx);
-    return _mm512_loadu_ps((const float *)base + idx);
-}
-
-/*
- * Attention for head_dim = 16 * NS (NS <= 8): the scores of all n_q heads
- * against key j reuse the key's NS vectors, and the weighted sum of the
- * values keeps two heads' outputs in registers (2 * NS accumulators) while
- * each value row is read once per pair. Every (head, key) score and every
- * head's output sees the same operations whatever n_q is.
- */
-AVX512_INLINE void attention_t(float *out, const float *q, int n_q, const void *K, const void *V,
-                               size_t stride, int n_keys, float scale, float *scratch,
-                               const bool f16, const int NS)
-{
-    const int hd = 16 * NS;
-    for (int j = 0; j < n_keys; j++) {
-        __m512 k[8];
-#pragma GCC unroll 8
-        for (int s = 0; s < NS; s++)
-            k[s] = kv_load16(K, (size_t)j * stride + 16 * (size_t)s, f16);
-        for (int h = 0; h < n_q; h++) {
-            const float *qh = q + (size_t)h * hd;
-            __m512 a0 = _mm512_mul_ps(k[0], _mm512_loadu_ps(qh));
-            __m512 a1 = _mm512_setzero_ps();
-#pragma GCC unroll 8
-            for (int s = 1; s < NS; s++) {
-                if (s & 1)
-                    a1 = _mm512_fmadd_ps(k[s], _mm512_loadu_ps(qh + 16 * s), a1);
-                else
-                    a0 = _mm512_fmadd_ps(k[s], _mm512_loadu_ps(qh + 16 * s), a0);
-            }
-            scratch[(size_t)h * n_keys + j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) * scale;
-        }
-    }
-    for (int h = 0; h < n_q; h++)
-        softmax(scratch + (size_t)h * n_keys, n_keys);
-    for (int h = 0; h < n_q; h += 2) {
-        const float *p0 = scratch + (size_t)h * n_keys;
-        __m512 acc0[8], acc1[8];
-#pragma GCC unroll 8
-        for (int s = 0; s < NS; s++)
-            acc0[s] = acc1[s] = _mm512_setzero_ps();
-        if (h + 1 < n_q) {
-            const float *p1 = p0 + n_keys;
-            for (int j = 0; j < n_keys; j++) {
-                __m512 b0 = _mm512_set1_ps(p0[j]), b1 = _mm512_set1_ps(p1[j]);
-#pragma GCC unroll 8
-                for (int s = 0; s < NS; s++) {
-                    __m512 v = kv_load16(V, (size_t)j * stride + 16 * (size_t)s, f16);
-                    acc0[s] = _mm512_fmadd_ps(b0, v, acc0[s]);
-                    acc1[s] = _mm512_fmadd_ps(b1, v, acc1[s]);
-                }
-            }
-#pragma GCC unroll 8
-            for (int s = 0; s < NS; s++)
-                _mm512_storeu_ps(out + (size_t)(h + 1) * hd + 16 * s, acc1[s]);
-        } else {
-            for (int j = 0; j < n_keys; j++) {
-                __m512 b0 = _mm512_set1_ps(p0[j]);
-#pragma GCC unroll 8
-                for (int s = 0; s < NS; s++)
-                    acc0[s] = _mm512_fmadd_ps(
-                        b0, kv_load16(V, (size_t)j * stride + 16 * (size_t)s, f16), acc0[s]);
-            }
-        }
-#pragma GCC unroll 8
-        for (int s = 0; s < NS; s++)
-            _mm512_storeu_ps(out + (size_t)h * hd + 16 * s, acc0[s]);
-    }
-}
-
-AVX512_INLINE void attention_dispatch(float *out, const float *q, int n_q, const void *K,
-                                      const void *V, size_t stride, int n_keys, int head_dim,
-                                      float scale, float *scratch, const bool f16)
-{
-    switch (head_dim) {
-    case 16:
-        attention_t(out, q, n_q, K, V, stride, n_keys, scale, scratch, f16, 1);
-        break;
-    case 32:
-        attention_t(out, q, n_q, K, V, stride, n_keys, scale, scratch, f16, 2);
-        break;
-    case 48:
-        attention_t(out, q, n_q, K, V, stride, n_keys, scale, scratch, f16, 3);
-        break;
-    case 64:
-        attention_t(out, q, n_q, K, V, stride, n_keys, scale, scratch, f16, 4);
-        break;
-    case 80:
-        attention_t(out, q, n_q, K, V, stride, n_keys, scale, scratch, f16, 5);
-        break;
-    case 96:
-        attention_t(out, q, n_q, K, V, stride, n_keys, scale, scratch, f16, 6);
-        break;
-    case 112:
-        attention_t(out, q, n_q, K, V, stride, n_keys, scale, scratch, f16, 7);
-        break;
-    case 128:
-        attention_t(out, q, n_q, K, V, stride, n_keys, scale, scratch, f16, 8);
-        break;
-    default:
-        if (f16)
-            kern_generic_attention_f16(&kern_ops_avx512, out, q, n_q, K, V, stride, n_keys,
-                                       head_dim, scale, scratch);
-        else
-            kern_generic_attention_f32(&kern_ops_avx512, out, q, n_q, K, V, stride, n_keys,
-                                       head_dim, scale, scratch);
-        break;
-    }
-}
-
-AVX512 static void attention_f16(float *out, const float *q, int n_q, const uint16_t *K,
-                                 const uint16_t *V, size_t kv_stride, int n_keys, int head_dim,
-                                 float scale, float *scratch)
-{
-    attention_dispatch(out, q, n_q, K, V, kv_stride, n_keys, head_dim, scale, scratch, true);
-}
-
-AVX512 static void attention_f32(float *out, const float *q, int n_q, const float *K,
-                                 const float *V, size_t kv_stride, int n_keys, int head_dim,
-                                 float scale, float *scratch)
-{
-    attention_dispatch(out, q, n_q, K, V, kv_stride, n_keys, head_dim, scale, scratch, false);
 }
 
 /* ---- activations --------------------------------------------------------------- */
@@ -902,8 +771,6 @@ const struct kern_ops kern_ops_avx512 = {
     .softmax = softmax,
     .swiglu = swiglu,
     .f32_to_fp16_row = f32_to_fp16_row,
-    .attention_f16 = attention_f16,
-    .attention_f32 = attention_f32,
     .read_stream = read_stream,
 };
 

@@ -184,10 +184,6 @@ struct kern_ops {
     void (*softmax)(float *x, int n);
     void (*swiglu)(float *out, const float *gate, const float *up, int n);
     void (*f32_to_fp16_row)(const float *src, uint16_t *dst, int n);
-    void (*attention_f16)(float *out, const float *q, int n_q, const uint16_t *K, const uint16_t *V,
-                          size_t kv_stride, int n_keys, int head_dim, float scale, float *scratch);
-    void (*attention_f32)(float *out, const float *q, int n_q, const float *K, const float *V,
-                          size_t kv_stride, int n_keys, int head_dim, float scale, float *scratch);
     /* Reads n bytes (a multiple of 256, 64-byte aligned) as fast as the
      * path can and returns a value that depends on all of them. */
     uint64_t (*read_stream)(const void *p, size_t n);
@@ -217,20 +213,6 @@ void kern_scalar_softmax(float *x, int n);
 void kern_scalar_swiglu(float *out, const float *gate, const float *up, int n);
 void kern_scalar_f32_to_fp16_row(const float *src, uint16_t *dst, int n);
 uint64_t kern_scalar_read_stream(const void *p, size_t n);
-void kern_scalar_attention_f16(float *out, const float *q, int n_q, const uint16_t *K,
-                               const uint16_t *V, size_t kv_stride, int n_keys, int head_dim,
-                               float scale, float *scratch);
-void kern_scalar_attention_f32(float *out, const float *q, int n_q, const float *K, const float *V,
-                               size_t kv_stride, int n_keys, int head_dim, float scale,
-                               float *scratch);
-/* Attention composed of a path's dot, softmax and axpy (paths without a fused kernel). */
-void kern_generic_attention_f16(const struct kern_ops *ops, float *out, const float *q, int n_q,
-                                const uint16_t *K, const uint16_t *V, size_t kv_stride, int n_keys,
-                                int head_dim, float scale, float *scratch);
-void kern_generic_attention_f32(const struct kern_ops *ops, float *out, const float *q, int n_q,
-                                const float *K, const float *V, size_t kv_stride, int n_keys,
-                                int head_dim, float scale, float *scratch);
-
 /* Unpacks rows [16g, 16g+16) of a P16 matrix into file-layout rows at dst
  * (16 * row_bytes bytes; padding rows come out as zero blocks). */
 void kern_p16_unpack_group(enum gguf_tensor_type type, int cols, const uint8_t *packed, int g,

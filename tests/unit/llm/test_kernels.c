@@ -21,7 +21,7 @@
  *   - Q4_K/Q6_K products: as Q8_0, with (nb + 8) * 4 eps relative to the sum
  *     of the magnitudes of the scale part and the min part of each weight
  *     (w = d sc q - dmin m; the kernels sum the two parts apart).
- *   - Row kernels and attention: as documented at each test.
+ *   - Row kernels: as documented at each test.
  * Results must also be bitwise identical whatever the number of threads,
  * and whether a token is computed alone (T = 1) or in a batch.
  */
@@ -1269,123 +1269,6 @@ static void test_rope(void **state)
     assert_memory_equal(v, w, sizeof(v));
 }
 
-/* ---- attention ----------------------------------------------------------------------- */
-
-/*
- * Against a double-precision reference. Error bounds per head: a score has
- * the dot-product error es = scale * sum|q K| * (hd/8 + 8) * 2 eps, which
- * the exponential turns into a relative error of the probabilities, plus
- * the softmax's own (n/8 + 8) * 2 eps + exp's few ulp; the weighted sum of
- * n values adds (n + 8) * 2 eps relative to sum_j p_j |V_j|.
- */
-static void check_attention(bool f16, int n_q, int n_keys, int hd)
-{
-    size_t stride = 2 * (size_t)hd; /* two KV heads per row; we read the second */
-    float *q = malloc((size_t)n_q * hd * 4), *out = malloc((size_t)n_q * hd * 4 + 4);
-    float *one = malloc((size_t)hd * 4);
-    float *scratch = malloc((size_t)n_q * n_keys * 4), *s1 = malloc((size_t)n_keys * 4);
-    float *Kf = malloc(n_keys * stride * 4), *Vf = malloc(n_keys * stride * 4);
-    uint16_t *Kh = malloc(n_keys * stride * 2), *Vh = malloc(n_keys * stride * 2);
-    double *ref = malloc((size_t)n_q * hd * sizeof(double)), *tol = malloc((size_t)n_q * hd * 8);
-    double *sc = malloc((size_t)n_keys * 8);
-    for (int i = 0; i < n_q * hd; i++)
-        q[i] = rnd();
-    for (size_t i = 0; i < n_keys * stride; i++) {
-        Kh[i] = kern_f32_to_fp16(rnd() * 2);
-        Vh[i] = kern_f32_to_fp16(rnd());
-        /* the f32 cache holds the same values, so one reference serves both */
-        Kf[i] = kern_fp16_to_f32(Kh[i]);
-        Vf[i] = kern_fp16_to_f32(Vh[i]);
-    }
-    const float *K = Kf + hd, *V = Vf + hd;
-    const uint16_t *KH = Kh + hd, *VH = Vh + hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < n_q; h++) {
-        double max = -INFINITY, es = 0;
-        for (int j = 0; j < n_keys; j++) {
-            double dot = 0, mag = 0;
-            for (int d = 0; d < hd; d++) {
-                dot += (double)q[h * hd + d] * K[j * stride + d];
-                mag += fabs((double)q[h * hd + d] * K[j * stride + d]);
-            }
-            sc[j] = dot * scale;
-            es = fmax(es, mag * scale * (hd / 8.0 + 8) * 2 * EPS);
-            max = fmax(max, sc[j]);
-        }
-        double sum = 0;
-        for (int j = 0; j < n_keys; j++)
-            sum += exp(sc[j] - max);
-        double rel_p = 2 * es + (n_keys / 8.0 + 8) * 2 * EPS + 8 * EPS;
-        for (int d = 0; d < hd; d++) {
-            double o = 0, mag = 0;
-            for (int j = 0; j < n_keys; j++) {
-                double p = exp(sc[j] - max) / sum;
-                o += p * V[j * stride + d];
-                mag += p * fabs(V[j * stride + d]);
-            }
-            ref[h * hd + d] = o;
-            tol[h * hd + d] = mag * (rel_p + (n_keys + 8) * 2 * EPS) + 1e-30;
-        }
-    }
-    for (int p = 0; p < n_paths; p++) {
-        kern_set_path(paths[p]);
-        out[n_q * hd] = 777.0f;
-        if (f16)
-            kern_attention_f16(out, q, n_q, KH, VH, stride, n_keys, hd, scale, scratch);
-        else
-            kern_attention_f32(out, q, n_q, K, V, stride, n_keys, hd, scale, scratch);
-        assert_true(out[n_q * hd] == 777.0f);
-        for (int i = 0; i < n_q * hd; i++)
-            if (!(fabs(out[i] - ref[i]) <= tol[i]))
-                fail_msg(
-                    "%s attention %s n_q=%d keys=%d hd=%d: out[%d] = %.9g want %.9g (tol %.3g)",
-                    path_name(paths[p]), f16 ? "f16" : "f32", n_q, n_keys, hd, i, out[i], ref[i],
-                    tol[i]);
-        /* the probabilities are left in scratch */
-        for (int h = 0; h < n_q; h++) {
-            double total = 0;
-            for (int j = 0; j < n_keys; j++)
-                total += scratch[h * n_keys + j];
-            assert_true(fabs(total - 1.0) < 1e-4);
-        }
-        /* a head alone gives the same bits as in the group */
-        for (int h = 0; h < n_q; h++) {
-            if (f16)
-                kern_attention_f16(one, q + h * hd, 1, KH, VH, stride, n_keys, hd, scale, s1);
-            else
-                kern_attention_f32(one, q + h * hd, 1, K, V, stride, n_keys, hd, scale, s1);
-            if (memcmp(one, out + h * hd, hd * 4) != 0)
-                fail_msg("%s attention: head %d alone differs from the group of %d",
-                         path_name(paths[p]), h, n_q);
-        }
-    }
-    free(sc);
-    free(tol);
-    free(ref);
-    free(Vh);
-    free(Kh);
-    free(Vf);
-    free(Kf);
-    free(s1);
-    free(scratch);
-    free(one);
-    free(out);
-    free(q);
-}
-
-static void test_attention(void **state)
-{
-    (void)state;
-    const int hds[] = {128, 64, 16, 80, 40, 256};
-    const int nqs[] = {1, 6, 7};
-    const int keys[] = {1, 2, 17, 300};
-    for (int f = 0; f < 2; f++)
-        for (size_t a = 0; a < sizeof(hds) / sizeof(hds[0]); a++)
-            for (size_t b = 0; b < sizeof(nqs) / sizeof(nqs[0]); b++)
-                for (size_t c = 0; c < sizeof(keys) / sizeof(keys[0]); c++)
-                    check_attention(f == 0, nqs[b], keys[c], hds[a]);
-}
-
 /* ---- paths and measurement ------------------------------------------------------ */
 
 static void test_path_choice(void **state)
@@ -1469,7 +1352,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_softmax, teardown_path),
         cmocka_unit_test_teardown(test_swiglu, teardown_path),
         cmocka_unit_test_teardown(test_rope, teardown_path),
-        cmocka_unit_test_teardown(test_attention, teardown_path),
         cmocka_unit_test_teardown(test_path_choice, teardown_path),
         cmocka_unit_test_teardown(test_read_bandwidth, teardown_path),
     };
